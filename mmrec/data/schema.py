@@ -1,0 +1,181 @@
+"""The on-disk contract of an mmrec dataset: record features, `dataset.json`, errors.
+
+A dataset folder holds sharded GZIP TFRecords of three kinds — items, interactions
+(one set of shards per split) and users — plus `dataset.json`, which says which
+modalities and attributes exist and lists every shard with its record count and
+SHA-256. Readers (`mmrec.data.pipeline`) and writers (`mmrec.data.tfrecord`) both
+take their feature names from here, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+SCHEMA_VERSION = 1
+METADATA_FILE = "dataset.json"
+VOCABULARY_FILE = "vocab.txt"
+SPLITS = ("train", "valid", "test")
+MODALITIES = ("image", "text", "audio")
+RECORD_KINDS = ("items", "users", "interactions")
+
+# Padding for variable-length item-id lists (histories). Item ids are 0..N-1.
+PAD_ID = -1
+
+# --- item records --------------------------------------------------------------
+ITEM_ID = "item_id"  # int64
+IMAGE = "image"  # bytes: PNG (JPEG also accepted when reading)
+TEXT = "text"  # bytes: UTF-8 description
+AUDIO = "audio"  # bytes: mono 16-bit PCM WAV
+POPULARITY = "popularity"  # float: ground-truth popularity weight (synthetic data)
+LABEL_PREFIX = "label_"  # int64 per attribute: label_shape, label_colour, ...
+
+# --- interaction records ---------------------------------------------------------
+USER_ID = "user_id"  # int64
+HISTORY = "history"  # int64 list: item ids the user chose before, oldest first
+HISTORY_TIMESTAMPS = "history_timestamps"  # int64 list, same length as history
+TARGET = "target"  # int64: the item chosen next
+TARGET_TIMESTAMP = "target_timestamp"  # int64
+
+# --- user records ----------------------------------------------------------------
+PREFERENCE_PREFIX = "pref_"  # int64 list per attribute: the user's favourite values
+
+
+class DataError(ValueError):
+    """Base class of every error about data on disk (a subclass of `ValueError`)."""
+
+
+class SchemaError(DataError):
+    """`dataset.json` or a record does not follow the schema this version reads."""
+
+
+class ChecksumError(DataError):
+    """A shard's bytes differ from the SHA-256 recorded when it was written."""
+
+
+class CorruptRecordError(DataError):
+    """A shard cannot be read, or one of its records is invalid."""
+
+
+def label_key(attribute: str) -> str:
+    return LABEL_PREFIX + attribute
+
+
+def preference_key(attribute: str) -> str:
+    return PREFERENCE_PREFIX + attribute
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    file: str  # relative to the dataset folder
+    records: int
+    sha256: str
+
+
+@dataclasses.dataclass
+class DatasetInfo:
+    """The parsed `dataset.json`: what a dataset holds and where its shards are."""
+
+    name: str
+    modalities: tuple[str, ...]
+    attributes: dict[str, list[str]]
+    num_items: int
+    num_users: int
+    shards: dict[str, list[Shard]]  # "items", "users", "interactions-train", ...
+    image_size: int | None = None
+    image_channels: int = 3
+    audio_sample_rate: int | None = None
+    audio_samples: int | None = None
+    user_preferences: tuple[str, ...] = ()
+    affinity: dict[str, float] = dataclasses.field(default_factory=dict)
+    cold_items: list[int] = dataclasses.field(default_factory=list)
+    max_history: int = 50
+    seed: int | None = None
+    generator: dict = dataclasses.field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self):
+        unknown = sorted(set(self.modalities) - set(MODALITIES))
+        if unknown:
+            raise SchemaError(
+                f"Expected modalities to be a subset of {list(MODALITIES)}. "
+                f"Received: modalities={list(self.modalities)}"
+            )
+        if "image" in self.modalities and not self.image_size:
+            raise SchemaError("A dataset with images must record image_size in dataset.json.")
+        if "audio" in self.modalities and not (self.audio_sample_rate and self.audio_samples):
+            raise SchemaError(
+                "A dataset with audio must record audio_sample_rate and audio_samples "
+                "in dataset.json."
+            )
+
+    @property
+    def splits(self) -> dict[str, int]:
+        """Number of interaction records per split."""
+        return {
+            split: sum(s.records for s in self.shards.get(f"interactions-{split}", []))
+            for split in SPLITS
+        }
+
+    def shard_list(self, kind: str) -> list[Shard]:
+        try:
+            return self.shards[kind]
+        except KeyError:
+            raise SchemaError(
+                f"Expected dataset.json to list shards for '{kind}'. "
+                f"Received shard kinds: {sorted(self.shards)}"
+            ) from None
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["modalities"] = list(self.modalities)
+        out["user_preferences"] = list(self.user_preferences)
+        out["counts"] = {"items": self.num_items, "users": self.num_users, **self.splits}
+        # Keep the version first so that a reader sees it before anything else.
+        return {"schema_version": out.pop("schema_version"), **out}
+
+    @classmethod
+    def from_json(cls, data: dict, source: str = METADATA_FILE) -> DatasetInfo:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise SchemaError(
+                f"{source}: expected schema_version {SCHEMA_VERSION} (what this mmrec reads). "
+                f"Received: schema_version={version!r}. Re-create the dataset with this "
+                "version of mmrec."
+            )
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in fields}
+        missing = {"name", "modalities", "attributes", "num_items", "num_users", "shards"}
+        missing -= set(kwargs)
+        if missing:
+            raise SchemaError(f"{source}: missing required keys {sorted(missing)}.")
+        try:
+            kwargs["shards"] = {
+                kind: [Shard(**s) for s in shards] for kind, shards in kwargs["shards"].items()
+            }
+        except TypeError as e:
+            raise SchemaError(f"{source}: malformed shard entry ({e}).") from None
+        kwargs["modalities"] = tuple(kwargs["modalities"])
+        kwargs["user_preferences"] = tuple(kwargs.get("user_preferences", ()))
+        return cls(**kwargs)
+
+    @classmethod
+    def read(cls, folder: str) -> DatasetInfo:
+        path = os.path.join(folder, METADATA_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"No {METADATA_FILE} in '{folder}': expected an mmrec dataset folder "
+                "(create one with `mmrec data synth --out FOLDER`)."
+            )
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise SchemaError(f"{path}: not valid JSON ({e}).") from None
+        return cls.from_json(data, source=path)
+
+    def write(self, folder: str) -> None:
+        with open(os.path.join(folder, METADATA_FILE), "w", encoding="utf-8") as f:
+            json.dump(self.to_json(), f, indent=2, sort_keys=False)
+            f.write("\n")

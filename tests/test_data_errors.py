@@ -1,0 +1,213 @@
+"""Bad input gets a clear error that names the file and record — or is skipped and counted."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mmrec.data import (
+    ChecksumError,
+    CorruptRecordError,
+    SchemaError,
+    ShapesConfig,
+    load,
+    write_shapes,
+)
+from mmrec.data.tfrecord import _sha256, encode_png, encode_wav, interaction_example
+
+SHARD = "items-00000-of-00001.tfrecord.gz"
+
+
+@pytest.fixture(scope="module")
+def clean_path(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("clean") / "ds")
+    write_shapes(path, ShapesConfig(num_items=50, num_users=20, seed=1), progress=False)
+    return path
+
+
+@pytest.fixture
+def copy(clean_path, tmp_path):
+    path = str(tmp_path / "ds")
+    shutil.copytree(clean_path, path)
+    return path
+
+
+def _records(path, shard):
+    return [r.numpy() for r in tf.data.TFRecordDataset(os.path.join(path, shard), "GZIP")]
+
+
+def _rewrite(path, shard, records, fix_checksum=True):
+    """Replaces a shard's records (keeping dataset.json's checksum right unless told)."""
+    file = os.path.join(path, shard)
+    with tf.io.TFRecordWriter(file, tf.io.TFRecordOptions(compression_type="GZIP")) as w:
+        for r in records:
+            w.write(r)
+    if fix_checksum:
+        meta = json.load(open(os.path.join(path, "dataset.json")))
+        for shards in meta["shards"].values():
+            for s in shards:
+                if s["file"] == shard:
+                    s["sha256"], s["records"] = _sha256(file), len(records)
+        json.dump(meta, open(os.path.join(path, "dataset.json"), "w"))
+
+
+def _edit_item(path, index, edit):
+    records = _records(path, SHARD)
+    example = tf.train.Example.FromString(records[index])
+    edit(example.features.feature)
+    records[index] = example.SerializeToString()
+    _rewrite(path, SHARD, records)
+
+
+def _expect_item_error(path, index, words):
+    with pytest.raises(CorruptRecordError) as error:
+        load(path).catalogue()
+    message = str(error.value)
+    assert SHARD in message and f"record {index}:" in message
+    assert words in message
+    return message
+
+
+def test_truncated_shard_is_named_with_the_record_where_it_stops(copy):
+    file = os.path.join(copy, SHARD)
+    data = open(file, "rb").read()
+    open(file, "wb").write(data[: len(data) // 2])
+    with pytest.raises(ChecksumError, match=f"{SHARD}: checksum mismatch"):
+        load(copy)
+    with pytest.raises(CorruptRecordError, match=r"shard ended after \d+ of 50 records"):
+        load(copy, verify="none").catalogue()
+
+
+def test_checksum_mismatch_names_the_shard(copy):
+    file = os.path.join(copy, "interactions-test-00000-of-00001.tfrecord.gz")
+    data = bytearray(open(file, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(file, "wb").write(bytes(data))
+    with pytest.raises(ChecksumError) as error:
+        load(copy)
+    assert "interactions-test-00000-of-00001.tfrecord.gz" in str(error.value)
+    assert "expected sha256" in str(error.value)
+
+
+def test_wrong_schema_version(copy):
+    meta = json.load(open(os.path.join(copy, "dataset.json")))
+    meta["schema_version"] = 99
+    json.dump(meta, open(os.path.join(copy, "dataset.json"), "w"))
+    with pytest.raises(SchemaError, match="expected schema_version 1 .* schema_version=99"):
+        load(copy)
+
+
+def test_missing_dataset_json_says_how_to_make_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="mmrec data synth"):
+        load(str(tmp_path))
+
+
+def test_missing_required_feature(copy):
+    _edit_item(copy, 3, lambda f: f.pop("text"))
+    _expect_item_error(copy, 3, "required feature 'text', received 0")
+
+
+def test_image_bytes_that_are_not_png_or_jpeg(copy):
+    def edit(f):
+        f["image"].bytes_list.value[0] = b"GIF89a not an image"
+
+    _edit_item(copy, 7, edit)
+    _expect_item_error(copy, 7, "image bytes are not PNG or JPEG")
+
+
+def test_jpeg_images_are_accepted_and_wrong_sizes_are_not(copy):
+    image = np.full((32, 32, 3), 200, np.uint8)
+    _edit_item(
+        copy,
+        2,
+        lambda f: f["image"].bytes_list.value.__setitem__(0, tf.io.encode_jpeg(image).numpy()),
+    )
+    decoded = load(copy).catalogue().images[2].numpy()
+    assert np.abs(decoded.astype(int) - 200).max() <= 2
+    small = encode_png(np.zeros((28, 28, 3), np.uint8))
+    _edit_item(copy, 4, lambda f: f["image"].bytes_list.value.__setitem__(0, small))
+    _expect_item_error(copy, 4, "expected a 32x32 image (dataset.json image_size), received 28x28")
+
+
+def test_empty_text(copy):
+    _edit_item(copy, 5, lambda f: f["text"].bytes_list.value.__setitem__(0, b"   "))
+    _expect_item_error(copy, 5, "text is empty")
+
+
+def test_text_that_is_not_utf8(copy):
+    _edit_item(copy, 6, lambda f: f["text"].bytes_list.value.__setitem__(0, b"red \xff\xfe star"))
+    _expect_item_error(copy, 6, "text is not valid UTF-8")
+
+
+def test_audio_at_the_wrong_sample_rate(copy):
+    wav = encode_wav(np.zeros(4000), sample_rate=8000)
+    _edit_item(copy, 9, lambda f: f["audio"].bytes_list.value.__setitem__(0, wav))
+    _expect_item_error(
+        copy, 9, "expected audio at 16000 Hz (dataset.json audio_sample_rate), received 8000 Hz"
+    )
+
+
+def test_audio_of_the_wrong_length_and_non_wav_audio(copy):
+    wav = encode_wav(np.zeros(100), sample_rate=16000)
+    _edit_item(copy, 1, lambda f: f["audio"].bytes_list.value.__setitem__(0, wav))
+    _expect_item_error(copy, 1, "expected 8000 audio samples (0.5 s at 16000 Hz), received 100")
+    _edit_item(copy, 1, lambda f: f["audio"].bytes_list.value.__setitem__(0, b"OggS...."))
+    _expect_item_error(copy, 1, "audio bytes are not a WAV file")
+
+
+def test_label_out_of_range(copy):
+    _edit_item(copy, 8, lambda f: f["label_colour"].int64_list.value.__setitem__(0, 12))
+    _expect_item_error(copy, 8, "label_colour 12 is out of range (expected 0 <= label_colour < 8)")
+
+
+def test_history_id_not_in_the_catalogue(copy):
+    shard = "interactions-valid-00000-of-00001.tfrecord.gz"
+    records = _records(copy, shard)
+    records[2] = interaction_example(0, [1, 2, 999], [1, 2, 3], 4, 5).SerializeToString()
+    _rewrite(copy, shard, records)
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        for _ in load(copy).interactions("valid", batch_size=8):
+            pass
+    message = str(error.value)
+    assert shard in message and "record 2:" in message
+    assert "history item id 999 is not in the catalogue (expected 0 <= id < 50)" in message
+
+
+def test_skip_mode_drops_bad_records_and_reports_how_many(copy, caplog):
+    records = _records(copy, SHARD)
+    bad = [tf.train.Example.FromString(records[i]) for i in (10, 20)]
+    bad[0].features.feature["image"].bytes_list.value[0] = b"junk"
+    bad[1].features.feature.pop("audio")
+    records[10], records[20] = (b.SerializeToString() for b in bad)
+    _rewrite(copy, SHARD, records)
+
+    data = load(copy, on_error="skip")
+    catalogue = data.catalogue()
+    assert data.skipped == {"items": 2}
+    assert catalogue.missing_items == [10, 20]
+    assert "skipped 2 of 50 items records" in caplog.text
+    assert catalogue.images.shape[0] == 50 and not catalogue.images[10].numpy().any()
+    ids = np.concatenate([b["item_id"].numpy() for b in data.items(batch_size=16)])
+    assert sorted(ids.tolist()) == sorted(set(range(50)) - {10, 20})
+    assert len(data.problems("items")) == 2
+
+
+def test_skip_mode_reads_what_survives_of_a_truncated_shard(copy):
+    file = os.path.join(copy, SHARD)
+    data = open(file, "rb").read()
+    open(file, "wb").write(data[: len(data) // 2])
+    dataset = load(copy, on_error="skip", verify="none")
+    ids = np.concatenate([b["item_id"].numpy() for b in dataset.items(batch_size=64)])
+    assert 0 < len(ids) < 50
+    np.testing.assert_array_equal(ids, np.arange(len(ids)))  # the intact prefix, in order
+    assert dataset.skipped["items"] == 50 - len(ids)
+
+
+def test_bad_options_are_rejected(clean_path):
+    with pytest.raises(ValueError, match="Expected on_error to be one of"):
+        load(clean_path, on_error="ignore")
+    with pytest.raises(ValueError, match="Expected split to be one of"):
+        load(clean_path).interactions("training")
