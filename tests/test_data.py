@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import mmrec
-from mmrec.data import PAD_ID, DatasetInfo, ShapesConfig, load, synthetic, write_shapes
+from mmrec.data import PAD_ID, DatasetInfo, ShapesConfig, load, simulation, synthetic, write_shapes
 from mmrec.data.tfrecord import DatasetWriter, item_example
 
 TINY = ShapesConfig(num_items=60, num_users=24, seed=3)
@@ -191,7 +191,7 @@ def test_oracle_affinity_ranks_held_out_targets_high(stats_path):
     data = load(stats_path)
     catalogue, users, info = data.catalogue(), data.users(), data.info
     prefs = {a: users[f"pref_{a}"] for a in info.user_preferences}
-    scores = synthetic.affinity(info.affinity, catalogue.labels, catalogue.popularity, prefs)
+    scores = simulation.affinity(info.affinity, catalogue.labels, catalogue.popularity, prefs)
     batch = next(iter(data.interactions("test", batch_size=4096)))
     uid, target = batch["user_id"].numpy(), batch["target"].numpy()
     ranks = (scores[uid] > scores[uid, target][:, None]).sum(axis=1)

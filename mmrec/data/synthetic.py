@@ -15,15 +15,8 @@ import dataclasses
 
 import numpy as np
 
-from mmrec.data import schema
-from mmrec.data.tfrecord import (
-    DatasetWriter,
-    encode_png,
-    encode_wav,
-    interaction_example,
-    item_example,
-    user_example,
-)
+from mmrec.data import schema, simulation
+from mmrec.data.tfrecord import encode_png, encode_wav, item_example
 
 SHAPES = ("circle", "square", "triangle", "diamond", "star", "cross", "ring", "heart")
 COLOURS = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink")
@@ -277,87 +270,14 @@ def synthesize_audio(
 # --- users and interactions ---------------------------------------------------------
 
 
-def _skewed(rng: np.random.Generator, classes: int) -> np.ndarray:
-    """A skewed global popularity over classes (Zipf-like, random order)."""
-    weights = 1.0 / np.arange(1, classes + 1) ** 0.8
-    return rng.permutation(weights / weights.sum())
-
-
 def sample_users(config: ShapesConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Each user: 2 favourite colours, 2 favourite shapes (skewed), 1 favourite pattern."""
     u = config.num_users
-    colour_p, shape_p = _skewed(rng, len(COLOURS)), _skewed(rng, len(SHAPES))
-    colours = np.stack([rng.choice(len(COLOURS), 2, replace=False, p=colour_p) for _ in range(u)])
-    shapes = np.stack([rng.choice(len(SHAPES), 2, replace=False, p=shape_p) for _ in range(u)])
     return {
-        "colour": np.sort(colours, axis=1),
-        "shape": np.sort(shapes, axis=1),
+        "colour": simulation.favourites(rng, u, len(COLOURS), 2),
+        "shape": simulation.favourites(rng, u, len(SHAPES), 2),
         "pattern": rng.integers(0, len(PATTERNS), (u, 1)),
     }
-
-
-def affinity(
-    weights: dict[str, float],
-    labels: dict[str, np.ndarray],
-    popularity: np.ndarray,
-    preferences: dict[str, np.ndarray],
-) -> np.ndarray:
-    """Ground-truth affinity [U, N] = Σ_a w_a·[label_a(i) ∈ pref_a(u)] + w_pop·log popularity_i.
-
-    The oracle ranks by this; sequences were sampled from softmax(affinity / temperature).
-    Preference lists may be padded with `PAD_ID`, which matches nothing.
-    """
-    score = weights["popularity"] * np.log(popularity)[None, :]
-    for attribute, prefs in preferences.items():
-        match = (labels[attribute][None, :, None] == prefs[:, None, :]).any(axis=-1)
-        score = score + weights[attribute] * match
-    return score
-
-
-def sample_sequences(
-    config: ShapesConfig,
-    items: dict[str, np.ndarray],
-    users: dict[str, np.ndarray],
-    cold: np.ndarray,
-    rng: np.random.Generator,
-) -> list[np.ndarray]:
-    """Per user, distinct items sampled from softmax(affinity / τ) without replacement.
-
-    Gumbel-top-k gives the same distribution as sequential sampling without
-    replacement, in order. Cold items are excluded from everything but the last two
-    positions (the valid and test targets).
-    """
-    labels = {a: items[a] for a in ("colour", "shape", "pattern")}
-    is_cold = np.zeros(config.num_items, dtype=bool)
-    is_cold[cold] = True
-    sequences = []
-    for start in range(0, config.num_users, 256):
-        chunk = {a: p[start : start + 256] for a, p in users.items()}
-        logits = affinity(config.affinity, labels, items["popularity"], chunk)
-        logits = logits / config.temperature
-        for row in logits:
-            length = int(rng.integers(config.min_sequence, config.max_sequence + 1))
-            keys = row + rng.gumbel(size=row.shape)
-            warm_keys = np.where(is_cold, -np.inf, keys)
-            head = np.argsort(-warm_keys, kind="stable")[: length - 2]
-            keys[head] = -np.inf
-            tail = np.argsort(-keys, kind="stable")[:2]
-            sequences.append(np.concatenate([head, tail]))
-    return sequences
-
-
-def _interactions(sequences, timestamps, max_history):
-    """Leave-last-out: every next-item step of the training prefix, then valid and test."""
-    splits = {"train": [], "valid": [], "test": []}
-    for user, (seq, ts) in enumerate(zip(sequences, timestamps)):
-        n = len(seq)
-        for t in range(1, n - 2):
-            lo = max(0, t - max_history)
-            splits["train"].append((user, seq[lo:t], ts[lo:t], seq[t], ts[t]))
-        for split, t in (("valid", n - 2), ("test", n - 1)):
-            lo = max(0, t - max_history)
-            splits[split].append((user, seq[lo:t], ts[lo:t], seq[t], ts[t]))
-    return splits
 
 
 def generate_shapes(config: ShapesConfig) -> dict:
@@ -371,12 +291,16 @@ def generate_shapes(config: ShapesConfig) -> dict:
     cold = np.sort(
         rng.choice(config.num_items, int(round(config.cold_fraction * config.num_items)), False)
     )
-    sequences = sample_sequences(config, items, users, cold, rng)
-    timestamps = []
-    for seq in sequences:
-        start = rng.integers(1_600_000_000, 1_700_000_000)
-        gaps = rng.exponential(86_400.0, len(seq)).astype(np.int64) + 1
-        timestamps.append(start + np.cumsum(gaps))
+    labels = {a: items[a] for a in ("colour", "shape", "pattern")}
+    sequences = simulation.sample_sequences(
+        config.affinity,
+        labels,
+        items["popularity"],
+        users,
+        cold,
+        (config.min_sequence, config.max_sequence),
+        rng,
+    )
     return {
         "items": items,
         "images": images,
@@ -385,12 +309,8 @@ def generate_shapes(config: ShapesConfig) -> dict:
         "users": users,
         "cold": cold,
         "sequences": sequences,
-        "splits": _interactions(sequences, timestamps, config.max_history),
+        "splits": simulation.leave_last_out(sequences, rng, config.max_history),
     }
-
-
-def _num_shards(records: int, per_shard: int = 1000) -> int:
-    return int(np.clip(np.ceil(records / per_shard), 1, 16))
 
 
 def write_shapes(
@@ -439,30 +359,13 @@ def write_shapes(
         seed=config.seed,
         generator={"name": "mmrec.data.synthetic.write_shapes", **dataclasses.asdict(config)},
     )
-    with DatasetWriter(out, overwrite=overwrite, progress=progress) as writer:
-        writer.write_shards("items", item_records(), _num_shards(n), total=n)
-        users = generated["users"]
-        writer.write_shards(
-            "users",
-            [
-                user_example(u, {a: users[a][u] for a in info.user_preferences})
-                for u in range(config.num_users)
-            ],
-            _num_shards(config.num_users),
-        )
-        for split, rows in generated["splits"].items():
-            writer.write_shards(
-                f"interactions-{split}",
-                [interaction_example(*row) for row in rows],
-                _num_shards(len(rows)),
-            )
-        write_vocabulary(writer.path, generated["texts"])
-        writer.finish(info)
-    return info
-
-
-def write_vocabulary(folder: str, texts: list[str]) -> None:
-    """Learns a WordPiece vocabulary from the item texts and saves it as vocab.txt."""
-    from mmrec.layers.preprocessing import learn_wordpiece_vocabulary, save_vocabulary
-
-    save_vocabulary(learn_wordpiece_vocabulary(texts), f"{folder}/{schema.VOCABULARY_FILE}")
+    return simulation.write_benchmark(
+        out,
+        info,
+        item_records(),
+        {a: generated["users"][a] for a in info.user_preferences},
+        generated["splits"],
+        generated["texts"],
+        overwrite=overwrite,
+        progress=progress,
+    )
