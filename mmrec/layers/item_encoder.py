@@ -1,0 +1,181 @@
+"""The multimodal item tower: an item's image, text and audio → one L2-normalised embedding.
+
+Where it sits in the data flow: it reads the feature dicts of ``mmrec.data``
+(``image`` uint8 ``[B, H, W, 3]``, ``text`` ``tf.string [B]``, ``audio``
+float32 ``[B, samples]``), runs one encoder per modality and a fusion layer.
+The recommender's item tower and the generators' conditioning build on it.
+"""
+
+import keras
+
+from mmrec.layers.encoders import AudioEncoder, ImageEncoder, TextEncoder
+from mmrec.layers.fusion import AttentionFusion, ConcatFusion, GatedFusion, WeightedFusion
+from mmrec.layers.preprocessing import TextTokenizer
+
+MODALITIES = ("image", "text", "audio")
+FUSIONS = {
+    "concat": ConcatFusion,
+    "weighted": WeightedFusion,
+    "gated": GatedFusion,
+    "attention": AttentionFusion,
+}
+_ENCODERS = {"image": ImageEncoder, "text": TextEncoder, "audio": AudioEncoder}
+
+
+@keras.saving.register_keras_serializable(package="mmrec")
+class MultimodalItemEncoder(keras.Model):
+    """Functional item encoder: per-modality encoders → fusion → L2-normalised embedding.
+
+    Inputs (a dict; named ``keras.Input``\\ s, which become the names of an
+    exported signature's inputs; other keys of a feature dict are ignored):
+
+    * ``"image"``: uint8 ``[B, H, W, 3]`` → `ImageEncoder`;
+    * ``"text"``: ``tf.string [B]`` tokenised inside by `TextTokenizer` when a
+      ``vocabulary`` is given, else int token ids ``[B, sequence_length]`` →
+      `TextEncoder`;
+    * ``"audio"``: float32 ``[B, samples]`` → `AudioEncoder`;
+    * with ``use_modality_mask=True``, also ``"<modality>_mask"`` float ``[B]``
+      (1 = present, 0 = missing) for each modality, passed to the fusion layer,
+      whose docstring states what a missing modality means.
+
+    Output: ``[B, embedding_dim]`` float32, unit L2 norm (named ``item_embedding``).
+
+    Args:
+        modalities: the modalities to use, a subset of ``("image", "text", "audio")``.
+        fusion: ``"concat"``, ``"weighted"``, ``"gated"`` or ``"attention"``.
+        embedding_dim: size of each encoder's output and of the item embedding.
+        vocabulary: WordPiece vocabulary (list or ``vocab.txt`` path) for string
+            text input; ``None`` for token-id input (then give
+            ``encoder_config["text"]["vocabulary_size"]``).
+        encoder_config: optional per-modality keyword arguments of the
+            encoders (entries for unused modalities are ignored), e.g.
+            ``{"image": {"filters": [8, 16]}, "text": {"kind": "lstm"}}``.
+        use_modality_mask: add the ``"<modality>_mask"`` inputs.
+
+    Example:
+
+    >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "red", "blue", "star", "heart"]
+    >>> encoder = MultimodalItemEncoder(
+    ...     modalities=("image", "text"), fusion="attention", embedding_dim=8,
+    ...     vocabulary=vocab,
+    ...     encoder_config={"image": {"filters": [4]}, "text": {"hidden_dim": 8}})
+    >>> items = {"image": np.zeros((2, 16, 16, 3), "uint8"),
+    ...          "text": np.array(["red star", "blue heart"])}
+    >>> embeddings = encoder(items)
+    >>> embeddings.shape, np.linalg.norm(embeddings, axis=-1).round(4).tolist()
+    (TensorShape([2, 8]), [1.0, 1.0])
+    """
+
+    def __init__(
+        self,
+        modalities=MODALITIES,
+        fusion="concat",
+        embedding_dim=64,
+        vocabulary=None,
+        encoder_config=None,
+        use_modality_mask=False,
+        **kwargs,
+    ):
+        if isinstance(modalities, str) or not modalities:
+            raise ValueError(
+                f"Expected modalities to be a non-empty subset of {MODALITIES}. "
+                f"Received: modalities={modalities!r}"
+            )
+        modalities = tuple(modalities)
+        unknown = [m for m in modalities if m not in MODALITIES]
+        if unknown or len(set(modalities)) != len(modalities):
+            raise ValueError(
+                f"Expected modalities to be distinct names among {MODALITIES}. "
+                f"Received: modalities={modalities!r}"
+            )
+        if fusion not in FUSIONS:
+            raise ValueError(
+                f"Expected fusion to be one of {tuple(FUSIONS)}. Received: fusion={fusion!r}"
+            )
+        encoder_config = dict(encoder_config or {})
+        unknown = [m for m in encoder_config if m not in MODALITIES]
+        if unknown:
+            raise ValueError(
+                f"Expected encoder_config keys among {MODALITIES}. "
+                f"Received: encoder_config keys {sorted(encoder_config)}"
+            )
+        # Settings of modalities that are not used are ignored (and not stored).
+        encoder_config = {m: dict(c) for m, c in encoder_config.items() if m in modalities}
+        text_config = encoder_config.get("text", {})
+        if "text" in modalities and vocabulary is None and "vocabulary_size" not in text_config:
+            raise ValueError(
+                "Expected a vocabulary (for tf.string text) or "
+                "encoder_config['text']['vocabulary_size'] (for token-id text). "
+                "Received: vocabulary=None and no vocabulary_size"
+            )
+
+        # === Layers ===
+        self.tokenizer = None
+        if "text" in modalities and vocabulary is not None:
+            self.tokenizer = TextTokenizer(
+                vocabulary, sequence_length=text_config.get("sequence_length", 32), name="tokenizer"
+            )
+            vocabulary = self.tokenizer.get_vocabulary()  # a path becomes the token list
+            text_config.setdefault("vocabulary_size", self.tokenizer.vocabulary_size())
+        self.encoders = {}
+        for m in modalities:
+            config = {"embedding_dim": embedding_dim, **encoder_config.get(m, {})}
+            if m == "text":
+                config = {**config, **text_config}
+            self.encoders[m] = _ENCODERS[m](**config, name=f"{m}_encoder")
+        self.fusion = FUSIONS[fusion](modalities, output_dim=embedding_dim, name="fusion")
+        self.normalize = keras.layers.UnitNormalization(
+            axis=-1, name="item_embedding", dtype="float32"
+        )
+
+        # === Functional Model ===
+        inputs = {}
+        if "image" in modalities:
+            inputs["image"] = keras.Input(shape=(None, None, 3), dtype="uint8", name="image")
+        if "text" in modalities:
+            if self.tokenizer is not None:
+                inputs["text"] = keras.Input(shape=(), dtype="string", name="text")
+            else:
+                length = self.encoders["text"].sequence_length
+                inputs["text"] = keras.Input(shape=(length,), dtype="int32", name="text")
+        if "audio" in modalities:
+            inputs["audio"] = keras.Input(shape=(None,), dtype="float32", name="audio")
+        masks = None
+        if use_modality_mask:
+            masks = {
+                m: keras.Input(shape=(), dtype="float32", name=f"{m}_mask") for m in modalities
+            }
+            inputs.update({f"{m}_mask": masks[m] for m in modalities})
+
+        embeddings = {}
+        for m in modalities:
+            x = inputs[m]
+            if m == "text" and self.tokenizer is not None:
+                x = self.tokenizer(x)
+            embeddings[m] = self.encoders[m](x)
+        outputs = self.normalize(self.fusion(embeddings, mask=masks))
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.modalities = modalities
+        self.fusion_kind = fusion
+        self.embedding_dim = embedding_dim
+        self.vocabulary = vocabulary
+        self.encoder_config = encoder_config
+        self.use_modality_mask = use_modality_mask
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "modalities": list(self.modalities),
+            "fusion": self.fusion_kind,
+            "embedding_dim": self.embedding_dim,
+            "vocabulary": self.vocabulary,
+            "encoder_config": self.encoder_config,
+            "use_modality_mask": self.use_modality_mask,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

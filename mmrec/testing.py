@@ -1,0 +1,209 @@
+"""Standard checks for mmrec layers and models, in the style of keras-hub's ``TestCase``.
+
+Plain functions, usable from pytest (or anywhere)::
+
+    from mmrec.testing import run_layer_checks
+
+    def test_image_encoder():
+        run_layer_checks(
+            ImageEncoder,
+            init_kwargs={"embedding_dim": 8, "filters": [4, 8]},
+            input_data=np.zeros((2, 16, 16, 3), "uint8"),
+            expected_output_shape=(2, 8),
+        )
+
+`run_layer_checks` instantiates the layer and verifies, in order:
+
+1. the eager output has ``expected_output_shape``;
+2. config round trip: ``get_config`` → ``from_config`` gives an equal config,
+   and with the weights copied, the same outputs;
+3. a symbolic call on ``keras.Input``\\ s (the layer inside a functional model)
+   gives the expected shape;
+4. ``.keras`` save and load of that model gives the same outputs;
+5. ``fit`` (one step, MSE against random targets, through a ``Dense(1)`` head)
+   runs, gives a finite loss and changes every trainable weight of the layer;
+6. under ``mixed_float16`` and ``mixed_bfloat16`` the floating outputs are
+   float32 and finite and the weights float32 (the global policy is restored).
+"""
+
+import os
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import tree
+
+MIXED_POLICIES = ("mixed_float16", "mixed_bfloat16")
+
+
+def _to_tensors(data):
+    """numpy / Python data → tf tensors (Keras refuses mixed numpy/tensor structures)."""
+    return tree.map_structure(tf.convert_to_tensor, data)
+
+
+def _call(layer, input_data, call_kwargs, **extra):
+    return layer(input_data, **call_kwargs, **extra)
+
+
+def _symbolic_inputs(data, prefix):
+    """One named ``keras.Input`` per tensor of ``data`` (same structure, batch dim free)."""
+
+    symbolic = []
+    for path, x in tree.flatten_with_path(data):
+        # Dict keys name the inputs (Keras matches dict inputs by name).
+        name = "_".join(str(p) for p in path) if path else prefix
+        symbolic.append(keras.Input(shape=tuple(x.shape[1:]), dtype=x.dtype.name, name=name))
+    return tree.pack_sequence_as(data, symbolic)
+
+
+def _assert_allclose(actual, expected, what, atol=1e-5):
+    for a, e in zip(tree.flatten(actual), tree.flatten(expected), strict=True):
+        a, e = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(e)
+        if a.dtype.kind in "fc":
+            np.testing.assert_allclose(a, e, atol=atol, rtol=1e-5, err_msg=what)
+        else:
+            np.testing.assert_array_equal(a, e, err_msg=what)
+
+
+def _is_float(x):
+    return keras.backend.is_float_dtype(keras.backend.standardize_dtype(x.dtype))
+
+
+def check_config_round_trip(layer, input_data, call_kwargs=None, safe_mode=True):
+    """``from_config(get_config())`` has the same config and, with copied weights, outputs."""
+    call_kwargs = call_kwargs or {}
+    config = layer.get_config()
+    revived = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layer), safe_mode=safe_mode
+    )
+    assert type(revived) is type(layer), f"from_config gave a {type(revived).__name__}"
+    assert revived.get_config() == config, (
+        f"config changed in the round trip:\n{config}\n!=\n{revived.get_config()}"
+    )
+    _call(revived, input_data, call_kwargs)  # build
+    revived.set_weights(layer.get_weights())
+    _assert_allclose(
+        _call(revived, input_data, call_kwargs),
+        _call(layer, input_data, call_kwargs),
+        "outputs differ after from_config(get_config()) with copied weights",
+    )
+
+
+def functional_model(layer, input_data, call_kwargs=None):
+    """Wraps ``layer`` in a functional model whose inputs mirror ``input_data`` and the
+    tensors in ``call_kwargs``.
+
+    Returns ``(model, model_inputs)``: ``model_inputs`` is the data to feed it
+    (``input_data`` alone, or ``[input_data, call_kwargs]``).
+    """
+    call_kwargs = call_kwargs or {}
+    symbolic_x = _symbolic_inputs(input_data, "inputs")
+    symbolic_kwargs = _symbolic_inputs(call_kwargs, "kwargs")
+    outputs = layer(symbolic_x, **symbolic_kwargs)
+    if call_kwargs:
+        return keras.Model([symbolic_x, symbolic_kwargs], outputs), [input_data, call_kwargs]
+    return keras.Model(symbolic_x, outputs), input_data
+
+
+def check_saving(model, model_inputs, tmp_path=None, safe_mode=True):
+    """``model.save(…keras)`` then ``keras.saving.load_model`` gives the same outputs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(os.fspath(tmp_path or tmp), f"{model.name}.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=safe_mode)
+    _assert_allclose(loaded(model_inputs), model(model_inputs), "outputs differ after .keras load")
+
+
+def check_fit(model, layer, model_inputs):
+    """One ``fit`` step through a ``Dense(1)`` MSE head: finite loss, all weights of
+    ``layer`` updated."""
+    head = keras.layers.Dense(1, name="mse_head")(keras.layers.Flatten()(model.output))
+    trainer = keras.Model(model.input, head)
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-2), loss="mse")
+    batch_size = int(tree.flatten(model_inputs)[0].shape[0])
+    targets = np.random.default_rng(0).normal(size=(batch_size, 1)).astype("float32")
+    before = [keras.ops.convert_to_numpy(w) for w in layer.trainable_weights]
+    history = trainer.fit(model_inputs, targets, batch_size=batch_size, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0]), "fit gave a non-finite loss"
+    for weight, old in zip(layer.trainable_weights, before, strict=True):
+        assert not np.array_equal(keras.ops.convert_to_numpy(weight), old), (
+            f"fit did not update the trainable weight {weight.path}"
+        )
+
+
+def check_mixed_precision(cls, init_kwargs, input_data, call_kwargs=None):
+    """Under each mixed policy: float outputs are float32 and finite, weights float32."""
+    call_kwargs = call_kwargs or {}
+    previous = keras.config.dtype_policy()
+    try:
+        for policy in MIXED_POLICIES:
+            keras.config.set_dtype_policy(policy)
+            layer = cls(**init_kwargs)
+            outputs = _call(layer, input_data, call_kwargs)
+            for output in tree.flatten(outputs):
+                if _is_float(output):
+                    assert output.dtype == tf.float32, f"{policy}: output is {output.dtype.name}"
+                    assert np.all(np.isfinite(output.numpy())), f"{policy}: non-finite output"
+            for weight in layer.weights:
+                if keras.backend.is_float_dtype(weight.dtype):
+                    assert weight.dtype == "float32", f"{policy}: {weight.path} is {weight.dtype}"
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def run_layer_checks(
+    cls,
+    init_kwargs,
+    input_data,
+    expected_output_shape=None,
+    call_kwargs=None,
+    run_fit=True,
+    run_mixed_precision=True,
+    safe_mode=True,
+    tmp_path=None,
+):
+    """Runs the standard checks (module docstring) on ``cls(**init_kwargs)``.
+
+    Args:
+        cls: a ``keras.layers.Layer`` or ``keras.Model`` subclass.
+        init_kwargs: its constructor arguments.
+        input_data: the first call argument (array, tensor, or dict of them).
+        expected_output_shape: the eager output shape, batch included.
+        call_kwargs: further call arguments (e.g. ``{"mask": ...}``); tensors
+            among them become model inputs in the functional checks.
+        run_fit: run the ``fit`` check (needs a float output).
+        run_mixed_precision: run the mixed-precision checks.
+        safe_mode: passed to deserialisation (``False`` for layers that load
+            external code, like `HubEncoder`).
+        tmp_path: a folder for the ``.keras`` file (e.g. pytest's ``tmp_path``);
+            a temporary folder by default.
+
+    Returns:
+        The layer, for further assertions.
+    """
+    input_data = _to_tensors(input_data)
+    call_kwargs = _to_tensors(call_kwargs or {})
+
+    layer = cls(**init_kwargs)
+    output = _call(layer, input_data, call_kwargs)
+    if expected_output_shape is not None:
+        assert tuple(output.shape) == tuple(expected_output_shape), (
+            f"output shape {tuple(output.shape)} != expected {tuple(expected_output_shape)}"
+        )
+
+    check_config_round_trip(layer, input_data, call_kwargs, safe_mode=safe_mode)
+
+    model, model_inputs = functional_model(layer, input_data, call_kwargs)
+    symbolic_shape = tuple(model.outputs[0].shape)
+    assert symbolic_shape[1:] == tuple(output.shape[1:]), (
+        f"symbolic output shape {symbolic_shape} does not match eager {tuple(output.shape)}"
+    )
+    _assert_allclose(model(model_inputs), output, "functional model output differs from eager")
+
+    check_saving(model, model_inputs, tmp_path=tmp_path, safe_mode=safe_mode)
+    if run_fit:
+        check_fit(model, layer, model_inputs)
+    if run_mixed_precision:
+        check_mixed_precision(cls, init_kwargs, input_data, call_kwargs)
+    return layer
