@@ -135,7 +135,96 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--out", default=None, help="JSON file for the results")
     evaluate.set_defaults(run=_evaluate)
+
+    export = commands.add_parser(
+        "export",
+        help="export a saved model (.keras) as a TF Serving SavedModel version",
+        description=(
+            "Export a saved Recommender, ConditionalGAN or ConditionalVAE (.keras) to "
+            "BASE_DIR/NAME/VERSION/ with named signatures, in-graph tokenisation and warm-up "
+            "requests; check it in a fresh TensorFlow + tensorflow-text process; publish it "
+            "atomically and list it in BASE_DIR/models.config."
+        ),
+    )
+    export.add_argument("--model", required=True, help="a saved model (.keras)")
+    export.add_argument("--name", default=None, help="model name (default: the model's name)")
+    export.add_argument("--base-dir", default="savedmodels", help="folder of served models")
+    export.add_argument(
+        "--version", type=_positive_int, default=None, help="default: latest version + 1"
+    )
+    export.add_argument(
+        "--k", type=_positive_int, default=10, help="items returned by a recommender's signature"
+    )
+    export.add_argument(
+        "--no-warmup", action="store_true", help="write no assets.extra warm-up requests"
+    )
+    export.add_argument(
+        "--no-validate", action="store_true", help="skip the fresh-process check (not advised)"
+    )
+    export.set_defaults(run=_export)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve exported models with TF Serving's REST and gRPC APIs (local stand-in)",
+        description=(
+            "A local stand-in for TF Serving: serves the latest version of every model under "
+            "--model-base-path (or those in --model-config-file) with TF Serving's REST API "
+            "and gRPC PredictionService, and picks up new versions without a restart. "
+            "Port 0 picks a free port. Stops gracefully on SIGTERM/SIGINT. For production, "
+            "serve the same folder with tensorflow/serving (docs/serving.md)."
+        ),
+    )
+    serve.add_argument("--model-base-path", default="savedmodels", help="folder of models")
+    serve.add_argument("--model-config-file", default=None, help="a TF Serving models.config")
+    serve.add_argument("--rest-port", type=_port, default=8501)
+    serve.add_argument("--grpc-port", type=_port, default=8500)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: all)")
+    serve.add_argument(
+        "--max-batch-size", type=_positive_int, default=256, help="largest batch per request"
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=16 << 20,
+        help="largest REST body / gRPC message (bytes)",
+    )
+    serve.add_argument(
+        "--poll-seconds", type=float, default=1.0, help="how often to look for new versions"
+    )
+    serve.set_defaults(run=_serve)
+
+    predict = commands.add_parser(
+        "predict",
+        help="ask a TF Serving (or mmrec serve) server for recommendations or images",
+        description=(
+            "Call a served model: a recommender prints the items recommended for --history; "
+            "a generator writes the images for --history, --text or --attributes to --png."
+        ),
+    )
+    predict.add_argument("--server", default="localhost:8501", help="host:port")
+    predict.add_argument("--model", required=True, help="the served model's name")
+    predict.add_argument("--protocol", default="rest", choices=("rest", "grpc"))
+    predict.add_argument("--version", type=_positive_int, default=None)
+    predict.add_argument("--history", default=None, help="item ids, e.g. 3,17,42")
+    predict.add_argument("--text", default=None, help="a description (text-conditioned models)")
+    predict.add_argument(
+        "--attributes", default=None, help="attribute ids, e.g. shape=3,colour=1,pattern=0,size=2"
+    )
+    predict.add_argument(
+        "--k", type=_positive_int, default=None, help="show the top k (at most the exported k)"
+    )
+    predict.add_argument("--seed", type=int, default=0, help="seed of the first image")
+    predict.add_argument("--count", type=_positive_int, default=1, help="images to generate")
+    predict.add_argument("--png", default=None, help="write generated images to this PNG")
+    predict.set_defaults(run=_predict)
     return parser
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in [0, 65535], received {text}")
+    return value
 
 
 def _version() -> str:
@@ -243,6 +332,150 @@ def _evaluate(args) -> int:
             json.dump(results, f, indent=2)
         print(f"wrote {args.out}")
     return 0
+
+
+def _export(args) -> int:
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(f"No saved model at '{args.model}' (expected a .keras file).")
+    import keras
+
+    import mmrec.models  # noqa: F401  (registers the classes for loading)
+    from mmrec.export import export_saved_model
+
+    model = keras.saving.load_model(args.model)
+    path = export_saved_model(
+        model,
+        base_dir=args.base_dir,
+        name=args.name,
+        version=args.version,
+        warmup=not args.no_warmup,
+        validate=not args.no_validate,
+        k=args.k,
+    )
+    checked = "not validated" if args.no_validate else "validated in a fresh TF process"
+    print(f"exported {path} ({checked}); {os.path.join(args.base_dir, 'models.config')} updated")
+    return 0
+
+
+def _serve(args) -> int:
+    from mmrec.serving import ModelServer
+
+    try:
+        server = ModelServer(
+            args.model_base_path,
+            model_config_file=args.model_config_file,
+            rest_port=args.rest_port,
+            grpc_port=args.grpc_port,
+            host=args.host,
+            max_batch_size=args.max_batch_size,
+            max_body_bytes=args.max_body_bytes,
+            poll_seconds=args.poll_seconds,
+        )
+        return server.serve_forever()
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        print(f"mmrec: error: could not start the server: {e}", file=sys.stderr)
+        return 2
+
+
+def _ids(text: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(
+            f"Expected {what} as comma-separated ints, e.g. 3,17,42. Received: {text!r}"
+        ) from None
+
+
+def _predict(args) -> int:
+    from mmrec.serving import Client, ServingError
+
+    client = Client(args.server, protocol=args.protocol)
+    try:
+        metadata = client.metadata(args.model, args.version)
+        signatures = metadata["metadata"]["signature_def"]["signature_def"]
+        if "recommend" in signatures and args.png is None:
+            return _predict_recommend(client, args)
+        if "generate_image" in signatures:
+            return _predict_images(client, args, set(signatures["generate_image"]["inputs"]))
+        raise ValueError(
+            f"Model '{args.model}' has neither a 'recommend' nor a 'generate_image' signature "
+            f"(it has {sorted(signatures)}); --png needs a generator."
+        )
+    except ServingError as e:
+        print(f"mmrec: error: {args.server} answered {e.code}: {e.message}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"mmrec: error: could not reach {args.server}: {e}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+
+
+def _predict_recommend(client, args) -> int:
+    if args.history is None:
+        raise ValueError("Expected --history (item ids, e.g. 3,17,42) for a recommender.")
+    history = [_ids(args.history, "--history")]
+    out = client.predict(args.model, {"history": history}, "recommend", args.version)
+    ids, scores = out["item_ids"][0], out["scores"][0]
+    if args.k is not None:
+        if args.k > len(ids):
+            raise ValueError(f"Expected --k <= {len(ids)} (the exported k). Received: {args.k}")
+        ids, scores = ids[: args.k], scores[: args.k]
+    print("rank  item_id  score")
+    for rank, (item, score) in enumerate(zip(ids, scores), start=1):
+        print(f"{rank:<5} {int(item):<8} {float(score):.4f}")
+    return 0
+
+
+def _predict_images(client, args, input_names) -> int:
+    import numpy as np
+
+    if args.png is None:
+        raise ValueError(f"Model '{args.model}' generates images: give --png PATH.")
+    rows = args.count
+    inputs = {"seed": np.arange(args.seed, args.seed + rows)}
+    if "history" in input_names:
+        if args.history is None:
+            raise ValueError("Expected --history (item ids) for a user-conditioned generator.")
+        inputs["history"] = [_ids(args.history, "--history")] * rows
+    if "text" in input_names:
+        if args.text is None:
+            raise ValueError("Expected --text (a description) for a text-conditioned generator.")
+        inputs["text"] = [args.text] * rows
+    labels = sorted(n for n in input_names if n.startswith("label_"))
+    if labels:
+        given = {}
+        for part in filter(None, (args.attributes or "").split(",")):
+            key, _, value = part.partition("=")
+            key = key.strip() if key.strip().startswith("label_") else f"label_{key.strip()}"
+            given[key] = _ids(value, f"attribute {key}")[0]
+        if sorted(given) != labels:
+            names = ",".join(f"{n[len('label_') :]}=ID" for n in labels)
+            raise ValueError(f"Expected --attributes {names}. Received: {args.attributes!r}")
+        inputs.update({k: [v] * rows for k, v in given.items()})
+    out = client.predict(args.model, inputs, "generate_image", args.version)
+    _write_png_strip(out["images_png_bytes"], args.png)
+    for name in sorted(n for n in out if n.startswith("label_")):  # a user's sampled attributes
+        print(f"{name[len('label_') :]}: {out[name].tolist()}")
+    print(f"wrote {args.png} ({rows} image(s) from '{args.model}', seeds {args.seed}..)")
+    return 0
+
+
+def _write_png_strip(pngs, path: str) -> None:
+    """PNG bytes → one PNG, the images side by side."""
+    import tensorflow as tf
+
+    if len(pngs) == 1:
+        data = bytes(pngs[0])
+    else:
+        images = [tf.io.decode_png(p, channels=3) for p in pngs]
+        data = tf.io.encode_png(tf.concat(images, axis=1)).numpy()
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def main(argv: list[str] | None = None) -> int:

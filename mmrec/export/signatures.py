@@ -1,0 +1,365 @@
+"""Serving signatures: the named functions an exported mmrec SavedModel answers.
+
+Where it sits in the data flow: between a trained model (`Recommender`,
+`ConditionalGAN`, `ConditionalVAE` or any functional `keras.Model`) and
+`mmrec.export.export_saved_model`, which registers these functions with
+`keras.export.ExportArchive`. Each `Endpoint` is one signature: a function of a
+dict of named tensors returning a dict of named tensors, its input specs (whose
+names become the signature's input names), and a small example request used as
+warm-up record and for validation.
+
+Everything here runs inside the exported graph, so it uses only TensorFlow and
+tensorflow-text ops (TF Serving runs no Python): text is tokenised in the graph,
+PNG bytes are encoded with `tf.io.encode_png`, and generator noise is drawn
+with stateless random ops from a per-row seed, so that one request always gives
+the same images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from mmrec.layers.user import PAD_ID
+from mmrec.models.generator import ConditionalImageModel, label_key, num_classes
+from mmrec.models.recommender import Recommender, top_k_excluding
+
+# Descriptions for the warm-up requests of text-conditioned models; words missing
+# from a vocabulary become [UNK], which is still a valid request.
+_EXAMPLE_TEXTS = ("a large red star on a striped background", "small heart, teal, dotted backdrop")
+
+
+@dataclasses.dataclass
+class Endpoint:
+    """One serving signature.
+
+    Attributes:
+        name: the signature name (``recommend``, ``generate_image``, …).
+        fn: ``dict[str, tf.Tensor] -> dict[str, tf.Tensor]``, traced into the graph.
+        input_signature: input name → `tf.TensorSpec` (the spec's name is the input name).
+        example: input name → NumPy array, a valid request (warm-up and validation).
+    """
+
+    name: str
+    fn: Callable
+    input_signature: dict
+    example: dict
+
+
+def build_endpoints(model, k=10):
+    """The signatures for ``model``, first one first (it is also ``serving_default``).
+
+    Returns:
+        ``(endpoints, vocabulary)``: a list of `Endpoint`, and the WordPiece
+        vocabulary the graph tokenises with (a list of tokens), or None.
+    """
+    if isinstance(model, Recommender):
+        return recommender_endpoints(model, k), _vocabulary(model.tokenizer)
+    if isinstance(model, ConditionalImageModel):
+        tokenizer = getattr(model.conditioner, "tokenizer", None)
+        return generator_endpoints(model), _vocabulary(tokenizer)
+    if isinstance(model, keras.Model) and getattr(model, "inputs", None):  # functional
+        return [functional_endpoint(model)], None
+    raise ValueError(
+        "Expected a Recommender, a ConditionalGAN, a ConditionalVAE or a functional "
+        f"keras.Model with named inputs. Received: {type(model).__name__}"
+    )
+
+
+def _vocabulary(tokenizer):
+    return None if tokenizer is None else tokenizer.get_vocabulary()
+
+
+def _spec(shape, dtype, name):
+    return tf.TensorSpec(shape, dtype, name=name)
+
+
+def _float32(tensor):
+    return tf.cast(tensor, tf.float32)
+
+
+# --- histories --------------------------------------------------------------------------
+
+
+def fit_history(history, length=None, num_items=None):
+    """Padded histories ``int32 [B, L]`` (-1 = padding) → ``[B, length]``, in the graph.
+
+    Padding is removed and the ``length`` most recent (right-most) items of each
+    row are kept, padded on the right with -1 — what `Recommender.recommend` does
+    in Python. With ``num_items``, ids outside ``[0, num_items)`` other than -1
+    fail the request with a message that names the valid range.
+    """
+    history = tf.cast(history, tf.int32)
+    valid_low = tf.reduce_all(history >= PAD_ID)
+    message = f"Expected history item ids >= 0, or {PAD_ID} for padding."
+    checks = [tf.debugging.Assert(valid_low, [message])]
+    if num_items is not None:
+        message = f"Expected history item ids in [0, {num_items}) or {PAD_ID} for padding."
+        checks = [tf.debugging.Assert(valid_low & tf.reduce_all(history < num_items), [message])]
+    with tf.control_dependencies(checks):
+        history = tf.identity(history)
+    if length is None:
+        return history
+    kept = tf.ragged.boolean_mask(history, history != PAD_ID)[:, -length:]
+    return kept.to_tensor(default_value=PAD_ID, shape=[None, length])
+
+
+def _example_histories(num_items, width=4):
+    ids = list(range(min(3, num_items)))
+    first = ids + [PAD_ID] * (width - len(ids))
+    second = [ids[-1]] + [PAD_ID] * (width - 1)
+    return np.array([first, second], dtype="int32")
+
+
+# --- recommender --------------------------------------------------------------------------
+
+
+def recommender_endpoints(rec, k=10):
+    """``recommend``, ``embed_user`` and ``embed_item`` for a `Recommender`.
+
+    The catalogue's item embeddings are computed once here and stored in the
+    SavedModel (a non-trainable variable), so serving a user costs one user-tower
+    pass and one matrix product, not a pass over the whole catalogue.
+
+    * ``recommend``: ``history`` int32 ``[B, L]`` (padded with -1) → ``item_ids``
+      int32 ``[B, k]`` and ``scores`` float32 ``[B, k]``, best first, the
+      history's items excluded;
+    * ``embed_user``: ``history`` → ``user_embedding`` float32 ``[B, D]``;
+    * ``embed_item``: the item's content (``image`` uint8 ``[B, H, W, 3]``,
+      ``text`` tf.string ``[B]`` tokenised in the graph, ``audio`` float32
+      ``[B, samples]`` — whichever modalities the model has — and ``item_id``
+      int32 ``[B]`` when it has an item-id embedding) → ``item_embedding``
+      float32 ``[B, D]``.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"Expected k to be a positive int. Received: k={k!r}")
+    k = min(k, rec.num_items)
+    items = tf.Variable(
+        ops.convert_to_numpy(rec.item_embeddings(batch_size=1024)),
+        trainable=False,
+        name="item_embeddings",
+    )
+    history_spec = {"history": _spec([None, None], tf.int32, "history")}
+    history_example = {"history": _example_histories(rec.num_items)}
+
+    def users(history):
+        history = fit_history(history, rec.max_history, rec.num_items)
+        return history, _float32(rec.user_embeddings(history, items))
+
+    def recommend(inputs):
+        history, user = users(inputs["history"])
+        ids, scores = top_k_excluding(user, items, history, k)
+        return {"item_ids": tf.cast(ids, tf.int32), "scores": _float32(scores)}
+
+    def embed_user(inputs):
+        return {"user_embedding": users(inputs["history"])[1]}
+
+    item_spec, item_example = _item_inputs(rec)
+
+    def embed_item(inputs):
+        embedding = 0.0
+        if rec.item_encoder is not None:
+            features = {m: inputs[m] for m in rec.item_encoder.modalities}
+            if "text" in features and rec.tokenizer is not None:
+                features["text"] = rec.tokenizer(features["text"])
+            embedding = _float32(rec.item_encoder(features, training=False))
+        if rec.item_ids is not None:
+            embedding = embedding + _float32(rec.item_ids(inputs["item_id"]))
+        return {"item_embedding": tf.math.l2_normalize(embedding, axis=-1)}
+
+    return [
+        Endpoint("recommend", recommend, history_spec, history_example),
+        Endpoint("embed_user", embed_user, history_spec, history_example),
+        Endpoint("embed_item", embed_item, item_spec, item_example),
+    ]
+
+
+def _item_inputs(rec):
+    """Input specs and an example request (the first two catalogue items) for ``embed_item``."""
+    specs, example = {}, {}
+    rows = min(2, rec.num_items)
+    modalities = rec.item_encoder.modalities if rec.item_encoder is not None else ()
+    for m in modalities:
+        shape = list(rec.catalogue_spec[m]["shape"][1:])
+        values = ops.convert_to_numpy(rec.catalogue[m][:rows])
+        if m == "image":
+            specs[m] = _spec([None, *shape], tf.uint8, m)
+            example[m] = values.astype("uint8")
+        elif m == "text" and rec.tokenizer is not None:
+            specs[m] = _spec([None], tf.string, m)
+            vocabulary = rec.tokenizer.get_vocabulary()
+            example[m] = np.array([detokenize(row, vocabulary) for row in values], dtype=object)
+        elif m == "text":
+            specs[m] = _spec([None, *shape], tf.int32, m)
+            example[m] = values.astype("int32")
+        else:
+            specs[m] = _spec([None, *shape], tf.float32, m)
+            example[m] = values.astype("float32")
+    if rec.item_ids is not None:
+        specs["item_id"] = _spec([None], tf.int32, "item_id")
+        example["item_id"] = np.arange(rows, dtype="int32")
+    return specs, example
+
+
+def detokenize(ids, vocabulary):
+    """WordPiece ids → text (``##`` pieces joined to the word before; padding dropped)."""
+    words = []
+    for i in np.asarray(ids).tolist():
+        if i == 0:
+            continue
+        token = vocabulary[i]
+        if token.startswith("##") and words:
+            words[-1] += token[2:]
+        else:
+            words.append(token)
+    return " ".join(words)
+
+
+# --- generators ---------------------------------------------------------------------------
+
+
+def seeded_noise(seeds, dim):
+    """Standard normal noise ``float32 [B, dim]``, row i drawn from ``seeds[i]`` alone.
+
+    Stateless (``tf.random.stateless_normal`` with seed ``[seeds[i], 0]``): the same
+    seed gives the same noise whatever else is in the batch, in the graph and eagerly.
+    """
+    seeds = tf.cast(seeds, tf.int64)
+    return tf.map_fn(
+        lambda s: tf.random.stateless_normal([dim], seed=tf.stack([s, tf.constant(0, tf.int64)])),
+        seeds,
+        fn_output_signature=tf.float32,
+    )
+
+
+def seeded_categorical(seeds, logits, stream):
+    """One class id per row from ``logits [B, C]`` (Gumbel-max), row i from ``seeds[i]``."""
+    seeds = tf.cast(seeds, tf.int64)
+    classes = logits.shape[-1]
+    uniform = tf.map_fn(
+        lambda s: tf.random.stateless_uniform(
+            [classes], seed=tf.stack([s, tf.constant(stream, tf.int64)]), minval=1e-7, maxval=1.0
+        ),
+        seeds,
+        fn_output_signature=tf.float32,
+    )
+    gumbel = -tf.math.log(-tf.math.log(uniform))
+    return tf.cast(tf.argmax(_float32(logits) + gumbel, axis=-1), tf.int32)
+
+
+def encode_png(images):
+    """Images in [-1, 1] ``[B, H, W, 3]`` → PNG bytes ``tf.string [B]`` (rounded to 8 bits)."""
+    pixels = tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
+    return tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.string)
+
+
+def generator_endpoints(model):
+    """``generate_image`` for a `ConditionalGAN` or `ConditionalVAE`.
+
+    Inputs, one row per image (every input has the same first dimension B):
+
+    * the condition the model was trained with: ``label_<attribute>`` int32
+      ``[B]`` for each attribute (``condition="attributes"``), ``text`` tf.string
+      ``[B]`` (``"text"``, tokenised in the graph) or ``history`` int32 ``[B, L]``
+      padded with -1 (``"user"``);
+    * ``seed`` int64 ``[B]``: row i's noise (and, for users, its sampled
+      attributes) depend on ``seed[i]`` only. For N images of one condition,
+      send N rows with N different seeds.
+
+    Outputs: ``images`` float32 ``[B, H, W, 3]`` in [-1, 1] and
+    ``images_png_bytes`` tf.string ``[B]`` (8-bit PNGs, base64 over REST); for
+    users also ``label_<attribute>`` int32 ``[B]``, the attributes sampled from
+    the user's predicted preferences.
+    """
+    counts = num_classes(model.attributes)
+    specs = {}
+    example = {"seed": np.array([0, 1], dtype="int64")}
+    length = None
+    if model.condition == "text":
+        specs["text"] = _spec([None], tf.string, "text")
+        example["text"] = np.array(_EXAMPLE_TEXTS, dtype=object)
+    elif model.condition == "user":
+        specs["history"] = _spec([None, None], tf.int32, "history")
+        example["history"] = _example_histories(2, width=3)
+        user_input = keras.tree.flatten(model.preference_model.user_encoder.inputs)[0]
+        length = user_input.shape[1]
+    else:
+        for name, classes in counts.items():
+            specs[label_key(name)] = _spec([None], tf.int32, label_key(name))
+            example[label_key(name)] = np.array([0, min(1, classes - 1)], dtype="int32")
+    specs["seed"] = _spec([None], tf.int64, "seed")
+
+    def generate_image(inputs):
+        seeds = inputs["seed"]
+        noise = seeded_noise(seeds, model.latent_dim)
+        outputs = {}
+        if model.condition == "user":
+            history = fit_history(inputs["history"], length)
+            logits = model.preference_model({"history": history}, training=False)
+            condition = {}
+            for stream, name in enumerate(model.attributes, start=1):
+                sampled = seeded_categorical(seeds, logits[name], stream)
+                condition[label_key(name)] = sampled
+                outputs[label_key(name)] = sampled
+        elif model.condition == "text":
+            condition = inputs["text"]
+        else:
+            condition = {}
+            for name, classes in counts.items():
+                ids = tf.cast(inputs[label_key(name)], tf.int32)
+                valid = tf.reduce_all((ids >= 0) & (ids < classes))
+                message = f"Expected {label_key(name)} in [0, {classes})."
+                with tf.control_dependencies([tf.debugging.Assert(valid, [message])]):
+                    condition[label_key(name)] = tf.identity(ids)
+        images = _float32(model._decode(noise, condition))
+        outputs["images"] = images
+        outputs["images_png_bytes"] = encode_png(images)
+        return outputs
+
+    return [Endpoint("generate_image", generate_image, specs, example)]
+
+
+# --- any functional model -----------------------------------------------------------------
+
+
+def functional_endpoint(model):
+    """``serve`` for a functional `keras.Model`: its named inputs → its named outputs.
+
+    Floating outputs are cast to float32 (mixed-precision models included).
+    """
+    structure = model.input
+    tensors = keras.tree.flatten(structure)
+    specs, example = {}, {}
+    for tensor in tensors:
+        dtype = tf.as_dtype(tensor.dtype)
+        specs[tensor.name] = _spec(list(tensor.shape), dtype, tensor.name)
+        shape = [2] + [1 if d is None else d for d in tensor.shape[1:]]
+        if dtype == tf.string:
+            example[tensor.name] = np.full(shape, b"", dtype=object)
+        else:
+            example[tensor.name] = np.zeros(shape, dtype=dtype.as_numpy_dtype)
+    output_names = list(model.output_names)
+
+    def serve(inputs):
+        if isinstance(structure, dict):
+            args = {key: inputs[t.name] for key, t in structure.items()}
+        elif isinstance(structure, (list, tuple)):
+            args = [inputs[t.name] for t in tensors]
+        else:
+            args = inputs[tensors[0].name]
+        outputs = model(args, training=False)
+        if isinstance(outputs, dict):
+            named = dict(outputs)
+        else:
+            named = dict(zip(output_names, keras.tree.flatten(outputs)))
+        return {
+            name: _float32(value) if value.dtype.is_floating else value
+            for name, value in named.items()
+        }
+
+    return Endpoint("serve", serve, specs, example)

@@ -1,0 +1,114 @@
+"""Warm-up requests and the fresh-process check of an export.
+
+Where it sits in the data flow: after `keras.export.ExportArchive` has written
+a SavedModel into the temporary folder and before it is published as a
+version. `write_requests` writes one ``PredictionLog`` per signature (TF
+Serving replays ``assets.extra/tf_serving_warmup_requests`` when it loads a
+version, so the first real request is not slow); `validate_saved_model` loads
+the folder in a new Python process that imports only TensorFlow and
+tensorflow-text (``replay_warmup.py``), replays those requests there and
+compares the answers with the in-memory model's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many
+_REPLAY_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "replay_warmup.py")
+
+
+class ExportError(ValueError):
+    """An export that would not serve: a Python-only or unknown op, or outputs that differ."""
+
+
+def _serving_apis():
+    try:
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    except ImportError as e:  # an optional dependency (the "serving" extra)
+        raise ImportError(
+            "mmrec.export needs tensorflow-serving-api for warm-up records and models.config: "
+            "pip install 'mmrec[serving]'"
+        ) from e
+    return model_pb2, predict_pb2, prediction_log_pb2
+
+
+def write_requests(path, model_name, endpoints):
+    """Writes one ``PredictionLog`` (a ``PredictRequest``) per endpoint to the TFRecord ``path``."""
+    model_pb2, predict_pb2, prediction_log_pb2 = _serving_apis()
+    if len(endpoints) > MAX_WARMUP_RECORDS:
+        raise ValueError(f"Expected at most {MAX_WARMUP_RECORDS} warm-up requests.")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for endpoint in endpoints:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=endpoint.name)
+            )
+            for key, value in endpoint.example.items():
+                dtype = endpoint.input_signature[key].dtype
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value, dtype=dtype))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+
+
+def reference_outputs(functions, endpoints):
+    """The in-memory model's answers to the example requests: ``{"<i>:<output>": array}``."""
+    outputs = {}
+    for index, endpoint in enumerate(endpoints):
+        inputs = {
+            key: tf.constant(value, dtype=endpoint.input_signature[key].dtype)
+            for key, value in endpoint.example.items()
+        }
+        for name, value in functions[endpoint.name](inputs).items():
+            outputs[f"{index}:{name}"] = value.numpy()
+    return outputs
+
+
+def validate_saved_model(path, requests_path, expected_path, timeout=600):
+    """Loads ``path`` in a fresh process (TensorFlow + tensorflow-text only) and replays.
+
+    Raises:
+        ExportError: naming the offending op, the failing request, or the output
+            that differs from the in-memory model's.
+    """
+    args = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else [])]
+    args += [_REPLAY_SCRIPT, path, requests_path, expected_path]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    try:
+        done = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=os.path.dirname(requests_path),
+        )
+    except subprocess.TimeoutExpired as e:
+        raise ExportError(f"Validation of {path} took longer than {timeout} s.") from e
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise ExportError(
+            f"The SavedModel check process failed (exit {done.returncode}) before "
+            f"reporting:\n{tail}"
+        )
+    report = json.loads(lines[-1])
+    if not report["ok"]:
+        raise ExportError(
+            "The exported SavedModel would not serve under TF Serving (checked in a fresh "
+            f"process with only tensorflow and tensorflow_text): {report['error']}"
+        )
+    return report
+
+
+def save_expected(path, outputs):
+    np.savez(path, **outputs)

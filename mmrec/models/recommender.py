@@ -1,0 +1,451 @@
+"""The multimodal two-tower recommender: item tower over catalogue content, user tower over history.
+
+Where it sits in the data flow: it holds the catalogue's content (decoded once by
+`mmrec.data`) as non-trainable weights, so interaction batches carry only ids.
+Each training step embeds the whole catalogue with the item tower
+(`MultimodalItemEncoder`, optionally plus an item-id embedding), gathers the
+history's item embeddings for the user tower (`UserEncoder` → projection), and
+scores each user against the batch's targets with an in-batch softmax whose logits
+are corrected for the candidates' sampling probability (keras-rs
+`SamplingProbabilityCorrection`) and whose accidental hits (the same item as the
+positive, elsewhere in the batch) are removed.
+
+`recommend` ranks the whole catalogue in chunks (bounded memory), excluding the
+user's history. The generators personalise through `user_encoder`.
+"""
+
+from __future__ import annotations
+
+import keras
+import keras_rs
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from mmrec.layers import MultimodalItemEncoder, TextTokenizer, UserEncoder
+from mmrec.layers.user import PAD_ID
+
+# A logit low enough to remove a candidate from a softmax, yet finite under float16.
+_REMOVED = -1e4
+_CATALOGUE_DTYPES = {"image": "uint8", "text": "int32", "audio": "float32"}
+
+
+def remove_accidental_hits(logits, candidate_ids):
+    """Masks in-batch negatives that are the same item as the row's positive.
+
+    Row i's positive is column i (in-batch softmax). keras-rs 0.4.0's
+    `RemoveAccidentalHits` adds `smallest_normal / 100` (≈1e-40) to such logits,
+    which leaves them unchanged, so the masking is done here.
+    """
+    same = ops.equal(candidate_ids[:, None], candidate_ids[None, :])
+    accidental = ops.logical_and(same, ops.logical_not(ops.eye(ops.shape(logits)[0]) > 0))
+    return ops.where(accidental, ops.cast(_REMOVED, logits.dtype), logits)
+
+
+def top_k_excluding(user_embeddings, item_embeddings, exclude, k, chunk_size=65536):
+    """Top-k items by dot product, never returning an id in `exclude` (padded with -1).
+
+    Scores are computed for `chunk_size` items at a time and merged, so memory is
+    O(batch × chunk_size) whatever the catalogue size.
+    """
+    users = tf.convert_to_tensor(user_embeddings, tf.float32)
+    items = tf.convert_to_tensor(item_embeddings, tf.float32)
+    exclude = tf.convert_to_tensor(exclude, tf.int32)
+    num_items = int(items.shape[0])
+    k = min(k, num_items)
+    best_scores, best_ids = [], []
+    for start in range(0, num_items, chunk_size):
+        block = items[start : start + chunk_size]
+        scores = tf.matmul(users, block, transpose_b=True)
+        ids = tf.range(start, start + tf.shape(block)[0], dtype=tf.int32)
+        excluded = tf.reduce_any(exclude[:, :, None] == ids[None, None, :], axis=1)
+        scores = tf.where(excluded, -np.inf, scores)
+        top = tf.math.top_k(scores, k=min(k, int(block.shape[0])))
+        best_scores.append(top.values)
+        best_ids.append(top.indices + start)
+    scores, ids = tf.concat(best_scores, 1), tf.concat(best_ids, 1)
+    top = tf.math.top_k(scores, k=k)
+    return tf.gather(ids, top.indices, batch_dims=1), top.values
+
+
+@keras.saving.register_keras_serializable(package="mmrec")
+class Recommender(keras.Model):
+    """Multimodal two-tower retrieval model trained with an in-batch softmax.
+
+    Build it with `Recommender.from_dataset(data)`; the constructor takes the
+    parts. Content-free (ID-only) models are the same class with
+    `item_encoder=None, item_id_embedding=True`.
+
+    Args:
+        catalogue: content features by modality, arrays indexed by item id:
+            `image` uint8 [N, H, W, 3], `text` int32 token ids [N, T] (see
+            `tokenizer`), `audio` float32 [N, samples]. Stored as non-trainable
+            weights, so a saved model carries its catalogue.
+        num_items: N (needed when `catalogue` is empty).
+        item_encoder: a `MultimodalItemEncoder` taking those features (text as
+            token ids), or None for an ID-only model.
+        item_id_embedding: add a learned per-item embedding to the item tower.
+        user_pooling: `UserEncoder` pooling, "mean" or "transformer".
+        temperature: softmax temperature on cosine similarities.
+        item_frequencies: how often each item is a training target (for the
+            sampling-probability correction); uniform if None.
+        tokenizer: the `TextTokenizer` that made the catalogue's token ids (kept
+            for exports that take raw text).
+
+    Example:
+
+    ```python
+    data = mmrec.data.load("tf_records/shapes")
+    rec = mmrec.models.Recommender.from_dataset(data)
+    rec.compile()
+    rec.fit(data.interactions("train"), epochs=5)
+    ids, scores = rec.recommend(history=[[3, 17, 42]], k=10)
+    ```
+    """
+
+    def __init__(
+        self,
+        catalogue=None,
+        num_items=None,
+        item_encoder=None,
+        item_id_embedding=False,
+        user_pooling="mean",
+        temperature=0.2,
+        item_frequencies=None,
+        tokenizer=None,
+        max_history=50,
+        embedding_dim=None,
+        catalogue_spec=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        catalogue = dict(catalogue or {})
+        if catalogue_spec is None:
+            catalogue_spec = {
+                name: {"shape": list(np.shape(v)), "dtype": _CATALOGUE_DTYPES[name]}
+                for name, v in catalogue.items()
+            }
+        if num_items is None:
+            if not catalogue_spec:
+                raise ValueError("Expected num_items or a catalogue. Received neither.")
+            num_items = next(iter(catalogue_spec.values()))["shape"][0]
+        if item_encoder is None and not item_id_embedding:
+            raise ValueError(
+                "Expected an item_encoder, item_id_embedding=True, or both. Received neither."
+            )
+        if item_encoder is not None:
+            missing = sorted(set(item_encoder.modalities) - set(catalogue_spec))
+            if missing:
+                raise ValueError(
+                    f"Expected the catalogue to hold the item encoder's modalities "
+                    f"{list(item_encoder.modalities)}. Missing: {missing}"
+                )
+            embedding_dim = item_encoder.embedding_dim
+        embedding_dim = embedding_dim or 64
+        if temperature <= 0:
+            raise ValueError(f"Expected temperature > 0. Received: temperature={temperature}")
+
+        # === Layers ===
+        self.item_encoder = item_encoder
+        self.tokenizer = tokenizer
+        self.item_ids = None
+        if item_id_embedding:
+            self.item_ids = keras.layers.Embedding(
+                num_items,
+                embedding_dim,
+                embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05),
+                name="item_id_embedding",
+            )
+        self.user_tower = UserEncoder(pooling=user_pooling, max_length=max_history, name="users")
+        # An MLP after pooling: a dot product with the *mean* of the history is additive in
+        # the item features; the hidden layer lets the tower sharpen that mean into "the
+        # few things this user likes", which is what the ranking rewards.
+        self.user_hidden = keras.layers.Dense(
+            4 * embedding_dim, activation="gelu", name="user_hidden"
+        )
+        self.user_projection = keras.layers.Dense(embedding_dim, name="user_projection")
+        self.correction = keras_rs.layers.SamplingProbabilityCorrection(name="logq_correction")
+        self.loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True)
+
+        # === Weights: the catalogue and the candidates' sampling probabilities ===
+        self.catalogue = {}
+        for name, spec in catalogue_spec.items():
+            variable = self.add_weight(
+                shape=tuple(spec["shape"]),
+                dtype=spec["dtype"],
+                initializer="zeros",
+                trainable=False,
+                name=f"catalogue_{name}",
+            )
+            if name in catalogue:
+                variable.assign(np.asarray(catalogue[name], dtype=spec["dtype"]))
+            self.catalogue[name] = variable
+        frequencies = (
+            np.ones(num_items) if item_frequencies is None else np.asarray(item_frequencies)
+        )
+        # Add-one smoothing: items never seen as targets keep a finite correction.
+        probability = (frequencies + 1.0) / (frequencies + 1.0).sum()
+        self.sampling_probability = self.add_weight(
+            shape=(num_items,), initializer="zeros", trainable=False, name="sampling_probability"
+        )
+        self.sampling_probability.assign(probability.astype("float32"))
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+        # === Config ===
+        self.num_items = num_items
+        self.item_id_embedding = item_id_embedding
+        self.user_pooling = user_pooling
+        self.temperature = temperature
+        self.max_history = max_history
+        self.embedding_dim = embedding_dim
+        self.catalogue_spec = catalogue_spec
+        self.build()
+
+    def build(self, input_shape=None):
+        """Creates every weight now (by embedding one item and one empty history), so
+        that a saved model always holds all of them."""
+        if self.built:
+            return
+        item = self._embed_items(ops.zeros((1,), "int32"), training=False)
+        self.user_embeddings(ops.full((1, self.max_history), PAD_ID, "int32"), item)
+        self.built = True
+
+    # --- the towers ---------------------------------------------------------------------
+
+    def item_embeddings(self, training=False, batch_size=None):
+        """Embeddings of the whole catalogue, [N, D], unit norm."""
+        if batch_size is None:
+            return self._embed_items(None, training)
+        parts = [
+            self._embed_items(tf.range(s, min(s + batch_size, self.num_items)), training)
+            for s in range(0, self.num_items, batch_size)
+        ]
+        return ops.concatenate(parts, axis=0)
+
+    def _embed_items(self, ids, training):
+        embedding = 0.0
+        if self.item_encoder is not None:
+            features = {
+                m: (v if ids is None else ops.take(v, ids, axis=0))
+                for m, v in self.catalogue.items()
+                if m in self.item_encoder.modalities
+            }
+            embedding = self.item_encoder(features, training=training)
+        if self.item_ids is not None:
+            all_ids = ops.arange(self.num_items) if ids is None else ids
+            embedding = embedding + self.item_ids(all_ids)
+        return ops.normalize(ops.cast(embedding, "float32"), axis=-1)
+
+    def user_embeddings(self, history, item_embeddings, training=False):
+        """User embeddings [B, D] from padded histories [B, L] (`PAD_ID` = -1)."""
+        history = ops.cast(history, "int32")
+        gathered = ops.take(item_embeddings, ops.maximum(history, 0), axis=0)
+        pooled = self.user_tower(gathered, item_ids=history, training=training)
+        user = self.user_projection(self.user_hidden(pooled), training=training)
+        return ops.normalize(ops.cast(user, "float32"), axis=-1)
+
+    def call(self, inputs, training=False):
+        """`{"history": [B, L]}` (or the history tensor) → user embeddings [B, D]."""
+        history = inputs["history"] if isinstance(inputs, dict) else inputs
+        return self.user_embeddings(history, self.item_embeddings(training), training)
+
+    @property
+    def user_encoder(self) -> keras.Model:
+        """A functional model `{"history": int32 [B, L]}` → user embedding [B, D].
+
+        The catalogue's item embeddings are computed inside, so it is
+        self-contained (what the personalised generators condition on).
+        """
+        history = keras.Input(shape=(self.max_history,), dtype="int32", name="history")
+        outputs = keras.layers.Lambda(lambda h: self(h), name="user_embedding")(history)
+        return keras.Model({"history": history}, outputs, name="user_encoder")
+
+    # --- training -----------------------------------------------------------------------
+
+    def compile(self, optimizer=None, **kwargs):
+        """Adam(1e-3) by default; the loss is the model's own in-batch softmax."""
+        super().compile(optimizer=optimizer or keras.optimizers.Adam(1e-3), **kwargs)
+
+    def compile_from_config(self, config):
+        optimizer = config.get("optimizer")
+        self.compile(
+            optimizer=keras.saving.deserialize_keras_object(optimizer) if optimizer else None
+        )
+
+    def _loss(self, batch, training):
+        items = self.item_embeddings(training)
+        users = self.user_embeddings(batch["history"], items, training)
+        target = ops.cast(batch["target"], "int32")
+        logits = ops.matmul(users, ops.transpose(ops.take(items, target, axis=0)))
+        logits = logits / self.temperature
+        logits = self.correction(logits, ops.take(self.sampling_probability, target))
+        logits = remove_accidental_hits(logits, target)
+        labels = ops.eye(ops.shape(logits)[0])
+        return self.loss_fn(labels, logits)
+
+    def train_step(self, batch):
+        with tf.GradientTape() as tape:
+            loss = self._loss(batch, training=True)
+            # Keras reduces per replica; dividing by the replica count makes the summed
+            # gradients those of the global batch.
+            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+        variables = self.trainable_variables
+        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, batch):
+        self.loss_tracker.update_state(self._loss(batch, training=False))
+        return {"loss": self.loss_tracker.result()}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    # --- inference ----------------------------------------------------------------------
+
+    def recommend(self, history, k=10, exclude_history=True, batch_size=1024):
+        """Top-k item ids and scores for each history, excluding the history's items.
+
+        Args:
+            history: int [B, L] (padded with -1) or a list of lists of item ids.
+            k: how many items to return per user.
+            exclude_history: never recommend an item the user already has.
+        Returns:
+            `(ids int32 [B, k], scores float32 [B, k])`, best first.
+        """
+        history = _pad_histories(history, self.max_history)
+        _check_ids(history, self.num_items)
+        items = self.item_embeddings(batch_size=batch_size)
+        ids, scores = [], []
+        for start in range(0, len(history), batch_size):
+            rows = history[start : start + batch_size]
+            users = self.user_embeddings(rows, items)
+            exclude = rows if exclude_history else np.full_like(rows, PAD_ID)
+            top_ids, top_scores = top_k_excluding(users, items, exclude, k)
+            ids.append(top_ids.numpy())
+            scores.append(top_scores.numpy())
+        return np.concatenate(ids), np.concatenate(scores)
+
+    def score_items(self, history, batch_size=1024):
+        """Scores of every catalogue item for each history: float32 [B, N]."""
+        history = _pad_histories(history, self.max_history)
+        items = self.item_embeddings(batch_size=batch_size)
+        users = self.user_embeddings(history, items)
+        return ops.convert_to_numpy(ops.matmul(users, ops.transpose(items)))
+
+    # --- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_dataset(
+        cls,
+        data,
+        modalities=None,
+        fusion="concat",
+        embedding_dim=64,
+        item_id_embedding=False,
+        user_pooling="mean",
+        encoder_config=None,
+        **kwargs,
+    ):
+        """Wires catalogue, vocabulary, sizes and target frequencies from a dataset.
+
+        `modalities=None` uses every modality the dataset has; `modalities=()` with
+        `item_id_embedding=True` gives the ID-only baseline.
+        """
+        modalities = tuple(data.info.modalities if modalities is None else modalities)
+        catalogue = data.catalogue()
+        features = catalogue.features()
+        encoder_config = {m: dict(c) for m, c in (encoder_config or {}).items()}
+        content, tokenizer = {}, None
+        for m in modalities:
+            if m not in features:
+                raise ValueError(
+                    f"Expected modalities among the dataset's {list(features)}. "
+                    f"Received: modalities={list(modalities)}"
+                )
+            content[m] = ops.convert_to_numpy(features[m]) if m != "text" else None
+        if "text" in modalities:
+            text_config = encoder_config.setdefault("text", {})
+            length = text_config.setdefault("sequence_length", 24)
+            tokenizer = TextTokenizer(data.vocabulary_path, sequence_length=length)
+            content["text"] = ops.convert_to_numpy(tokenizer(features["text"])).astype("int32")
+            text_config["vocabulary_size"] = tokenizer.vocabulary_size()
+        item_encoder = None
+        if modalities:
+            item_encoder = MultimodalItemEncoder(
+                modalities=modalities,
+                fusion=fusion,
+                embedding_dim=embedding_dim,
+                encoder_config=encoder_config,
+                name="item_encoder",
+            )
+        frequencies = np.zeros(data.info.num_items)
+        for batch in data.interactions("train", batch_size=8192, shuffle=False):
+            np.add.at(frequencies, batch["target"].numpy(), 1)
+        return cls(
+            catalogue=content,
+            num_items=data.info.num_items,
+            item_encoder=item_encoder,
+            item_id_embedding=item_id_embedding,
+            user_pooling=user_pooling,
+            item_frequencies=frequencies,
+            tokenizer=tokenizer,
+            max_history=data.info.max_history,
+            embedding_dim=embedding_dim,
+            **kwargs,
+        )
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "num_items": self.num_items,
+            "item_encoder": (
+                None
+                if self.item_encoder is None
+                else keras.saving.serialize_keras_object(self.item_encoder)
+            ),
+            "item_id_embedding": self.item_id_embedding,
+            "user_pooling": self.user_pooling,
+            "temperature": self.temperature,
+            "tokenizer": (
+                None
+                if self.tokenizer is None
+                else keras.saving.serialize_keras_object(self.tokenizer)
+            ),
+            "max_history": self.max_history,
+            "embedding_dim": self.embedding_dim,
+            "catalogue_spec": self.catalogue_spec,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("item_encoder", "tokenizer"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def _pad_histories(history, length) -> np.ndarray:
+    """A list of id lists (or an array) → int32 [B, length], the most recent items kept."""
+    if isinstance(history, np.ndarray | tf.Tensor) and np.ndim(history) == 2:
+        history = np.asarray(history, dtype=np.int32)
+        if history.shape[1] == length:
+            return history
+        history = [row[row != PAD_ID] for row in history]
+    out = np.full((len(history), length), PAD_ID, dtype=np.int32)
+    for i, row in enumerate(history):
+        row = list(row)[-length:]
+        out[i, : len(row)] = row
+    return out
+
+
+def _check_ids(history: np.ndarray, num_items: int) -> None:
+    bad = history[(history != PAD_ID) & ((history < 0) | (history >= num_items))]
+    if bad.size:
+        raise ValueError(
+            f"Expected history item ids in [0, {num_items}) or {PAD_ID} for padding. "
+            f"Received: {bad[:5].tolist()}"
+        )

@@ -1,0 +1,141 @@
+"""TF Serving's gRPC API: ``PredictionService`` (Predict, GetModelMetadata) and ``ModelService``
+(GetModelStatus), with the messages and stubs of ``tensorflow-serving-api``.
+
+Failures abort the call with their canonical code (``NOT_FOUND`` for an unknown
+model, version or signature, ``INVALID_ARGUMENT`` for inputs that do not fit
+the signature, ``RESOURCE_EXHAUSTED`` for a message over the size limit) and a
+message that says what was expected.
+"""
+
+from __future__ import annotations
+
+from concurrent import futures
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from mmrec.serving.errors import ServingError, invalid
+
+
+def _version(model_spec):
+    if model_spec.WhichOneof("version_choice") == "version_label":
+        raise ServingError(
+            "UNIMPLEMENTED", "Version labels are not supported by mmrec serve; set version"
+        )
+    return model_spec.version.value if model_spec.HasField("version") else None
+
+
+def _guarded(method):
+    """Runs a servicer method, turning `ServingError` into an aborted call with its code."""
+
+    def wrapper(self, request, context):
+        with self.in_flight:
+            try:
+                return method(self, request, context)
+            except ServingError as e:
+                context.abort(e.grpc_code, e.message)
+            except Exception as e:  # a bug, not a bad request
+                context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """``Predict`` and ``GetModelMetadata`` over a `ModelManager`."""
+
+    def __init__(self, manager, in_flight, max_batch_size=None):
+        self.manager = manager
+        self.in_flight = in_flight
+        self.max_batch_size = max_batch_size
+
+    @_guarded
+    def Predict(self, request, context):
+        servable = self.manager.get(request.model_spec.name, _version(request.model_spec))
+        signature_name = request.model_spec.signature_name or "serving_default"
+        inputs = {}
+        for key, proto in request.inputs.items():
+            try:
+                inputs[key] = tf.make_ndarray(proto)
+            except Exception as e:
+                raise invalid(f"Input '{key}' is not a valid TensorProto: {e}") from e
+        outputs = servable.predict(
+            signature_name, inputs, self.max_batch_size, tuple(request.output_filter)
+        )
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = signature_name
+        for key, value in outputs.items():
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+    @_guarded
+    def GetModelMetadata(self, request, context):
+        fields = list(request.metadata_field)
+        if fields != ["signature_def"]:
+            raise invalid(
+                "Expected metadata_field to be ['signature_def'] (the only metadata TF Serving "
+                f"serves). Received: {fields}"
+            )
+        servable = self.manager.get(request.model_spec.name, _version(request.model_spec))
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature_def in servable.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(signature_def)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.metadata["signature_def"].Pack(signature_map)
+        return response
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """``GetModelStatus`` (model reloading through ``HandleReloadConfigRequest`` is not offered:
+    the server polls its folders instead)."""
+
+    def __init__(self, manager, in_flight):
+        self.manager = manager
+        self.in_flight = in_flight
+
+    @_guarded
+    def GetModelStatus(self, request, context):
+        status = self.manager.status(request.model_spec.name, _version(request.model_spec))
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for entry in status["model_version_status"]:
+            item = response.model_version_status.add()
+            item.version = int(entry["version"])
+            item.state = get_model_status_pb2.ModelVersionStatus.State.Value(entry["state"])
+            code = getattr(grpc.StatusCode, entry["status"]["error_code"])
+            item.status.error_code = code.value[0]
+            item.status.error_message = entry["status"]["error_message"]
+        return response
+
+
+def grpc_server(
+    manager, in_flight, address, max_batch_size=None, max_message_bytes=16 << 20, workers=8
+):
+    """A `grpc.Server` (not started yet) bound to ``address``; returns ``(server, port)``."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max(max_message_bytes, 64 << 20)),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(manager, in_flight, max_batch_size), server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelService(manager, in_flight), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"Could not bind the gRPC port at {address} (in use?)")
+    return server, port

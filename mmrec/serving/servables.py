@@ -1,0 +1,357 @@
+"""Loaded model versions ("servables") and the watcher that keeps the latest ones loaded.
+
+Where it sits in the data flow: between the exported folder
+(``savedmodels/<name>/<version>/``, written by `mmrec.export`) and the REST and
+gRPC front ends. A `Servable` is one loaded SavedModel version: it checks a
+request's inputs against the signature (names, dtypes, shapes, batch size) and
+runs it. The `ModelManager` polls the base folder (or the models named in a
+``models.config``), loads each model's newest complete version, replays its
+warm-up requests, then swaps it in; requests in flight keep the version they
+started with. Like TF Serving it ignores folders whose names are not numbers, so
+an export still being written (``.tmp-…``) is never seen.
+
+Only TensorFlow, tensorflow-text and the serving-api protos are used here: a
+server needs the exported folder, not mmrec's model code.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the TF Text ops the exported graphs use)
+from tensorflow.core.protobuf import saved_model_pb2
+
+from mmrec.serving.errors import ServingError, invalid, not_found
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+_OP_ERRORS = {
+    tf.errors.InvalidArgumentError: "INVALID_ARGUMENT",
+    tf.errors.OutOfRangeError: "OUT_OF_RANGE",
+    tf.errors.FailedPreconditionError: "FAILED_PRECONDITION",
+    tf.errors.ResourceExhaustedError: "RESOURCE_EXHAUSTED",
+    tf.errors.NotFoundError: "NOT_FOUND",
+}
+
+
+def dtype_name(dtype):
+    return tf.as_dtype(dtype).name
+
+
+def describe(specs):
+    """``{"history": TensorSpec}`` → ``"history (int32, shape [-1, -1])"``."""
+    return ", ".join(
+        f"{name} ({dtype_name(spec.dtype)}, shape {shape_list(spec.shape)})"
+        for name, spec in sorted(specs.items())
+    )
+
+
+def shape_list(shape):
+    if shape.rank is None:
+        return "unknown"
+    return [-1 if d is None else d for d in shape.as_list()]
+
+
+def _op_error_message(error):
+    """The useful part of a TensorFlow op error: an assertion's text, without node traces."""
+    message = error.message.split("\n\t [[")[0].strip()
+    if "assertion failed: [" in message:
+        return message.split("assertion failed: [", 1)[1].rsplit("]", 1)[0]
+    lines = [line for line in message.splitlines() if line.strip()]
+    return lines[-1] if lines else message
+
+
+class Servable:
+    """One loaded version of one model.
+
+    Args:
+        name: the model's name.
+        version: the version number (the folder's name).
+        path: the version folder (a SavedModel).
+    """
+
+    def __init__(self, name, version, path):
+        self.name = name
+        self.version = version
+        self.path = path
+        self._model = tf.saved_model.load(path)
+        self.signature_defs = _read_signature_defs(path)
+        self.signatures = {}
+        for key, function in self._model.signatures.items():
+            self.signatures[key] = (function, dict(function.structured_input_signature[1]))
+
+    def inputs(self, signature_name):
+        """Input name → `tf.TensorSpec` of a signature (NOT_FOUND if there is no such signature)."""
+        return self._signature(signature_name)[1]
+
+    def _signature(self, signature_name):
+        if signature_name not in self.signatures:
+            raise not_found(
+                f"Serving signature name: '{signature_name}' not found in signature def of "
+                f"model '{self.name}' version {self.version}. Available: {sorted(self.signatures)}"
+            )
+        return self.signatures[signature_name]
+
+    def check_inputs(self, signature_name, inputs, max_batch_size=None):
+        """Checks names, dtypes, shapes and batch sizes; INVALID_ARGUMENT says what was expected."""
+        specs = self.inputs(signature_name)
+        where = f"signature '{signature_name}' of model '{self.name}'"
+        missing = sorted(set(specs) - set(inputs))
+        unknown = sorted(set(inputs) - set(specs))
+        if missing or unknown:
+            problem = f"Missing input(s) {missing}" if missing else ""
+            if unknown:
+                problem += ("; " if problem else "") + f"unknown input(s) {unknown}"
+            raise invalid(f"{problem} for {where}. Expected inputs: {describe(specs)}")
+        for key, value in inputs.items():
+            spec = specs[key]
+            received = tf.string if value.dtype.kind in "OSU" else tf.as_dtype(value.dtype)
+            if received != spec.dtype:
+                raise invalid(
+                    f"Expected input '{key}' of {where} to have dtype {dtype_name(spec.dtype)}. "
+                    f"Received: dtype {dtype_name(received)}"
+                )
+            if not spec.shape.is_compatible_with(value.shape):
+                raise invalid(
+                    f"Expected input '{key}' of {where} to have shape {shape_list(spec.shape)} "
+                    f"(-1: any size). Received: shape {list(value.shape)}"
+                )
+            if max_batch_size and value.ndim and value.shape[0] > max_batch_size:
+                raise invalid(
+                    f"Input '{key}' has batch size {value.shape[0]}, over this server's maximum "
+                    f"batch size {max_batch_size} (--max-batch-size); split the request."
+                )
+
+    def predict(self, signature_name, inputs, max_batch_size=None, output_filter=()):
+        """Runs a signature on NumPy inputs; returns output name → NumPy array.
+
+        Raises:
+            ServingError: NOT_FOUND for an unknown signature, INVALID_ARGUMENT for
+                inputs that do not fit it (or that the graph rejects, e.g. an item
+                id outside the catalogue).
+        """
+        function, specs = self._signature(signature_name)
+        self.check_inputs(signature_name, inputs, max_batch_size)
+        unknown = sorted(set(output_filter) - set(function.structured_outputs))
+        if unknown:
+            raise invalid(
+                f"Unknown output(s) {unknown} in output_filter. "
+                f"Outputs: {sorted(function.structured_outputs)}"
+            )
+        tensors = {k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()}
+        try:
+            outputs = function(**tensors)
+        except tf.errors.OpError as e:
+            code = next((c for t, c in _OP_ERRORS.items() if isinstance(e, t)), "INTERNAL")
+            raise ServingError(code, _op_error_message(e)) from e
+        return {
+            key: value.numpy()
+            for key, value in outputs.items()
+            if not output_filter or key in output_filter
+        }
+
+    def warm_up(self):
+        """Replays ``assets.extra/tf_serving_warmup_requests`` like TF Serving; returns a count."""
+        path = os.path.join(self.path, WARMUP_FILE)
+        if not os.path.exists(path):
+            return 0
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        count = 0
+        for record in tf.data.TFRecordDataset(path):
+            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            if log.WhichOneof("log_type") != "predict_log":
+                continue
+            request = log.predict_log.request
+            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            self.predict(request.model_spec.signature_name or "serving_default", inputs)
+            count += 1
+        return count
+
+
+def _read_signature_defs(path):
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    signature_defs = saved_model.meta_graphs[0].signature_def
+    # The initialisation "signature" of TF2 SavedModels is not callable by clients.
+    return {k: v for k, v in signature_defs.items() if not k.startswith("__")}
+
+
+def complete_versions(model_dir):
+    """Numeric version folders that hold a ``saved_model.pb``, ascending."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(
+        int(entry)
+        for entry in os.listdir(model_dir)
+        if entry.isdigit() and os.path.isfile(os.path.join(model_dir, entry, "saved_model.pb"))
+    )
+
+
+class ModelManager:
+    """Keeps the latest version of each model loaded, polling the folders for new ones.
+
+    Args:
+        model_base_path: the folder of model folders (``savedmodels``): every
+            sub-folder not starting with ``.`` is a model.
+        model_config_file: a TF Serving ``models.config``; when given, only the
+            models it lists are served, each from its ``base_path`` (a path that does
+            not exist here, such as the container path ``/models/rec``, is looked up
+            by its last part next to the config file).
+        poll_seconds: how often to look for new versions.
+        log: a function that prints one line.
+    """
+
+    def __init__(self, model_base_path, model_config_file=None, poll_seconds=1.0, log=print):
+        if model_config_file is None and not os.path.isdir(model_base_path):
+            raise FileNotFoundError(f"No model base folder at '{model_base_path}'.")
+        if model_config_file is not None and not os.path.isfile(model_config_file):
+            raise FileNotFoundError(f"No model config file at '{model_config_file}'.")
+        self.model_base_path = model_base_path
+        self.model_config_file = model_config_file
+        self.poll_seconds = poll_seconds
+        self._log = log
+        self._lock = threading.Lock()
+        self._servables = {}
+        self._failed = {}  # name → {version: error message}
+        self._stop = threading.Event()
+        self._thread = None
+
+    # --- which models, where -----------------------------------------------------------
+
+    def sources(self):
+        """Model name → its folder of versions."""
+        if self.model_config_file is None:
+            return {
+                entry: os.path.join(self.model_base_path, entry)
+                for entry in sorted(os.listdir(self.model_base_path))
+                if not entry.startswith(".")
+                and os.path.isdir(os.path.join(self.model_base_path, entry))
+            }
+        from google.protobuf import text_format
+        from tensorflow_serving.config import model_server_config_pb2
+
+        config = model_server_config_pb2.ModelServerConfig()
+        with open(self.model_config_file) as f:
+            text_format.Parse(f.read(), config)
+        folder = os.path.dirname(os.path.abspath(self.model_config_file))
+        sources = {}
+        for entry in config.model_config_list.config:
+            path = entry.base_path
+            if not os.path.isabs(path):
+                path = os.path.join(folder, path)
+            if not os.path.isdir(path):
+                path = os.path.join(folder, os.path.basename(path.rstrip("/")))
+            sources[entry.name] = path
+        return sources
+
+    # --- loading -------------------------------------------------------------------------
+
+    def refresh(self):
+        """Loads new latest versions and unloads removed models; returns the names that changed."""
+        try:
+            sources = self.sources()
+        except Exception as e:  # a half-written config file: keep serving, try again later
+            self._log(f"mmrec serve: could not read the model list: {e}")
+            return []
+        changed = []
+        for name, folder in sources.items():
+            versions = complete_versions(folder)
+            if not versions:
+                continue
+            latest = versions[-1]
+            current = self._servables.get(name)
+            if current is not None and current.version == latest:
+                continue
+            if latest in self._failed.get(name, {}):
+                continue
+            try:
+                servable = Servable(name, latest, os.path.join(folder, str(latest)))
+                warmed = servable.warm_up()
+            except Exception as e:  # the old version keeps serving
+                message = f"{type(e).__name__}: {e}"
+                self._failed.setdefault(name, {})[latest] = message
+                self._log(f"mmrec serve: could not load {name} version {latest}: {message}")
+                continue
+            with self._lock:
+                self._servables[name] = servable
+            changed.append(name)
+            self._log(
+                f"mmrec serve: serving {name} version {latest} "
+                f"({warmed} warm-up request(s) replayed)"
+            )
+        for name in sorted(set(self._servables) - set(sources)):
+            with self._lock:
+                del self._servables[name]
+            changed.append(name)
+            self._log(f"mmrec serve: unloaded {name} (no longer listed)")
+        return changed
+
+    def start(self):
+        """Loads what is there now, then polls every ``poll_seconds`` in a thread."""
+        self.refresh()
+        self._thread = threading.Thread(target=self._poll, name="mmrec-model-poll", daemon=True)
+        self._thread.start()
+
+    def _poll(self):
+        while not self._stop.wait(self.poll_seconds):
+            self.refresh()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    # --- lookups -------------------------------------------------------------------------
+
+    def names(self):
+        with self._lock:
+            return sorted(self._servables)
+
+    def get(self, name, version=None):
+        """The servable for ``name`` (and ``version``, if given); NOT_FOUND otherwise."""
+        with self._lock:
+            servable = self._servables.get(name)
+        request = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+        if servable is None:
+            raise not_found(
+                f"Servable not found for request: {request}. Models served: {self.names()}"
+            )
+        if version is not None and int(version) != servable.version:
+            raise not_found(
+                f"Servable not found for request: {request}. Version served: {servable.version}"
+            )
+        return servable
+
+    def status(self, name, version=None):
+        """``GetModelStatusResponse`` as a dict (TF Serving's JSON)."""
+        with self._lock:
+            servable = self._servables.get(name)
+        failed = dict(self._failed.get(name, {}))
+        entries = []
+        if servable is not None:
+            entries.append((servable.version, "AVAILABLE", "OK", ""))
+        for number, message in failed.items():
+            if servable is None or number > servable.version:
+                entries.append((number, "END", "UNKNOWN", message))
+        if version is not None:
+            entries = [e for e in entries if e[0] == int(version)]
+        if not entries:
+            what = f"version {version} of model {name}" if version is not None else "any versions"
+            raise not_found(
+                f"Could not find {what}"
+                + (f" of model {name}" if version is None else "")
+                + f". Models served: {self.names()}"
+            )
+        return {
+            "model_version_status": [
+                {
+                    "version": str(number),
+                    "state": state,
+                    "status": {"error_code": code, "error_message": message},
+                }
+                for number, state, code, message in sorted(entries, reverse=True)
+            ]
+        }

@@ -1,0 +1,91 @@
+"""Ranking metrics against hand-computed cases, NumPy brute force and keras-rs."""
+
+import keras_rs
+import numpy as np
+import pytest
+
+from mmrec.data import ShapesConfig, load, write_shapes
+from mmrec.evaluation.ranking import (
+    OracleBaseline,
+    PopularityBaseline,
+    evaluate_ranking,
+    ndcg_at_k,
+    ranking_table,
+    recall_at_k,
+    target_ranks,
+)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("rank") / "ds")
+    write_shapes(path, ShapesConfig(num_items=120, num_users=80, seed=2), progress=False)
+    return load(path)
+
+
+def test_hand_computed_ranks_exclude_the_history():
+    scores = np.array([[0.1, 0.9, 0.5, 0.3], [0.1, 0.9, 0.5, 0.3]])
+    history = np.array([[1, -1], [3, -1]])
+    # Row 0: item 1 (0.9) is history, so target 2 (0.5) is first. Row 1: target 0 has
+    # items 1 and 2 above it (item 3 is history).
+    np.testing.assert_array_equal(target_ranks(scores, history, np.array([2, 0])), [0, 2])
+
+
+def test_ties_count_at_their_midpoint():
+    ranks = target_ranks(np.zeros((1, 5)), np.full((1, 1), -1), np.array([3]))
+    assert ranks.tolist() == [2.0]  # four tied items: the expected rank is 2
+
+
+def test_recall_and_ndcg_hand_computed():
+    ranks = np.array([0.0, 1.0, 5.0])
+    assert recall_at_k(ranks, 2) == pytest.approx(2 / 3)
+    assert ndcg_at_k(ranks, 2) == pytest.approx((1.0 + 1.0 / np.log2(3.0)) / 3)
+    assert ndcg_at_k(ranks, 10) == pytest.approx((1.0 + 1.0 / np.log2(3.0) + 1 / np.log2(7)) / 3)
+
+
+def test_metrics_agree_with_numpy_loops_and_keras_rs():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(64, 40))
+    target = rng.integers(0, 40, 64)
+    history = np.full((64, 3), -1)
+    ranks = target_ranks(scores, history, target)
+    for k in (1, 5, 10):
+        loop_recall = np.mean([(scores[i] > scores[i, target[i]]).sum() < k for i in range(64)])
+        assert recall_at_k(ranks, k) == pytest.approx(loop_recall)
+        relevance = np.eye(40)[target]
+        recall, ndcg = keras_rs.metrics.RecallAtK(k=k), keras_rs.metrics.NDCG(k=k)
+        recall.update_state(relevance, scores)
+        ndcg.update_state(relevance, scores)
+        assert recall_at_k(ranks, k) == pytest.approx(float(recall.result()), abs=1e-6)
+        assert ndcg_at_k(ranks, k) == pytest.approx(float(ndcg.result()), abs=1e-6)
+
+
+def test_cold_segment_holds_only_cold_targets(data):
+    cold = set(data.info.cold_items)
+
+    def cold_first(batch):  # ranks cold items above everything else
+        scores = np.zeros((len(batch["target"]), data.info.num_items))
+        scores[:, sorted(cold)] = 1.0 + np.arange(len(cold))
+        return scores
+
+    result = evaluate_ranking(cold_first, data, "test", ks=(20,))
+    targets = np.concatenate([b["target"].numpy() for b in data.interactions("test")])
+    n_cold = int(np.isin(targets, list(cold)).sum())
+    assert result["cold_examples"] == n_cold > 0
+    assert result["examples"] == len(targets)
+    # 12 cold items in the top 12, so every cold target is a hit; no warm target is.
+    assert result["cold"]["recall@20"] == 1.0
+    assert result["overall"]["recall@20"] == pytest.approx(n_cold / len(targets))
+
+
+def test_oracle_beats_popularity_and_chance(data):
+    results = {
+        "popularity": evaluate_ranking(PopularityBaseline(data), data, "test"),
+        "oracle": evaluate_ranking(OracleBaseline(data), data, "test"),
+    }
+    chance = 20 / data.info.num_items
+    assert results["oracle"]["overall"]["recall@20"] > 2 * chance
+    assert results["oracle"]["overall"]["recall@20"] > results["popularity"]["overall"]["recall@20"]
+    table = ranking_table(results)
+    assert table.splitlines()[0].split()[:3] == ["model", "R@10", "R@20"]
+    assert "oracle" in table and "with a cold target" in table

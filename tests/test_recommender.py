@@ -1,0 +1,111 @@
+"""The two-tower recommender: loss pieces, retrieval, training, serialisation, errors."""
+
+import keras
+import numpy as np
+import pytest
+
+from mmrec.data import ShapesConfig, load, write_shapes
+from mmrec.evaluation.ranking import evaluate_ranking
+from mmrec.models.recommender import Recommender, remove_accidental_hits, top_k_excluding
+
+TINY_ENCODERS = {
+    "image": {"filters": [4, 8]},
+    "text": {"hidden_dim": 8, "sequence_length": 16},
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("rec") / "ds")
+    write_shapes(path, ShapesConfig(num_items=80, num_users=60, seed=4), progress=False)
+    return load(path)
+
+
+def _tiny(data, **kwargs):
+    kwargs.setdefault("modalities", ("image", "text"))
+    kwargs.setdefault("encoder_config", TINY_ENCODERS)
+    return Recommender.from_dataset(data, embedding_dim=8, **kwargs)
+
+
+def test_accidental_hits_are_removed_but_positives_kept():
+    logits = np.arange(9, dtype="float32").reshape(3, 3)
+    out = np.asarray(remove_accidental_hits(logits, np.array([5, 5, 7])))
+    assert out[0, 1] < -1e3 and out[1, 0] < -1e3  # same item as the row's positive
+    np.testing.assert_array_equal(np.diag(out), [0, 4, 8])
+    assert out[0, 2] == 2 and out[2, 0] == 6
+
+
+def test_top_k_excluding_matches_brute_force_across_chunks():
+    rng = np.random.default_rng(0)
+    users, items = rng.normal(size=(5, 4)), rng.normal(size=(103, 4))
+    exclude = np.array([[0, 1, -1], [5, -1, -1], [-1, -1, -1], [7, 8, 9], [100, 101, 102]])
+    ids, scores = top_k_excluding(users, items, exclude, k=7, chunk_size=10)
+    full = users @ items.T
+    for row in range(5):
+        banned = set(exclude[row][exclude[row] >= 0])
+        expected = [i for i in np.argsort(-full[row]) if i not in banned][:7]
+        np.testing.assert_array_equal(ids[row], expected)
+        np.testing.assert_allclose(scores[row], full[row, expected], rtol=1e-5)
+
+
+def test_recommend_shapes_order_and_history_exclusion(data):
+    rec = _tiny(data)
+    history = [[3, 17, 42], [5], []]
+    ids, scores = rec.recommend(history, k=10)
+    assert ids.shape == (3, 10) and scores.shape == (3, 10)
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+    assert not set(ids[0]) & {3, 17, 42} and 5 not in ids[1]
+    assert all(len(set(row)) == 10 for row in ids)
+    kept, _ = rec.recommend(history, k=10, exclude_history=False)
+    np.testing.assert_array_equal(
+        np.sort(rec.score_items(history)[0])[::-1][:10],
+        np.sort(rec.score_items(history)[0][kept[0]])[::-1],
+    )
+
+
+@pytest.mark.slow
+def test_fit_lowers_the_loss_and_raises_recall(data):
+    keras.utils.set_random_seed(0)
+    rec = _tiny(data)
+    rec.compile(keras.optimizers.Adam(3e-3))
+    before = evaluate_ranking(rec, data, "valid", ks=(20,))["overall"]["recall@20"]
+    history = rec.fit(data.interactions("train", batch_size=128, cache=True), epochs=6, verbose=0)
+    after = evaluate_ranking(rec, data, "valid", ks=(20,))["overall"]["recall@20"]
+    losses = history.history["loss"]
+    assert losses[-1] < 0.9 * losses[0]
+    assert after > before + 0.1
+
+
+def test_saved_model_reloads_with_equal_recommendations(data, tmp_path):
+    rec = _tiny(data, user_pooling="transformer", item_id_embedding=True)
+    rec.compile()
+    rec.fit(data.interactions("train", batch_size=64), epochs=1, steps_per_epoch=2, verbose=0)
+    path = str(tmp_path / "rec.keras")
+    rec.save(path)
+    loaded = keras.saving.load_model(path)
+    history = [[1, 2, 3], [10, 20]]
+    ids, scores = rec.recommend(history, k=5)
+    loaded_ids, loaded_scores = loaded.recommend(history, k=5)
+    np.testing.assert_array_equal(ids, loaded_ids)
+    np.testing.assert_allclose(scores, loaded_scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(
+        loaded.catalogue["image"].numpy(), data.catalogue().images.numpy()
+    )
+
+
+def test_id_only_baseline_and_user_encoder(data):
+    rec = Recommender.from_dataset(data, modalities=(), item_id_embedding=True, embedding_dim=8)
+    assert rec.item_encoder is None and rec.catalogue == {}
+    users = rec.user_encoder({"history": np.array([[1, 2, -1] + [-1] * 47], "int32")})
+    assert users.shape == (1, 8)
+    np.testing.assert_allclose(np.linalg.norm(users, axis=-1), 1.0, rtol=1e-5)
+
+
+def test_errors_say_what_was_expected(data):
+    rec = _tiny(data)
+    with pytest.raises(ValueError, match=r"Expected history item ids in \[0, 80\)"):
+        rec.recommend([[1, 999]])
+    with pytest.raises(ValueError, match="Expected an item_encoder, item_id_embedding=True"):
+        Recommender(num_items=10)
+    with pytest.raises(ValueError, match="Expected modalities among the dataset's"):
+        Recommender.from_dataset(data, modalities=("video",))
