@@ -284,14 +284,19 @@ class Recommender(keras.Model):
         return self.loss_fn(labels, logits)
 
     def train_step(self, batch):
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
+            # Per global batch already: under tf.distribute, Keras' Loss divides each
+            # replica's mean by the replica count (keras.losses.Loss, "sum_over_batch_size"),
+            # so the replicas' summed gradients are those of the global batch.
             loss = self._loss(batch, training=True)
-            # Keras reduces per replica; dividing by the replica count makes the summed
-            # gradients those of the global batch.
-            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+            # Under mixed_float16, compile() wraps the optimizer in a LossScaleOptimizer,
+            # whose apply() unscales the gradients: the loss must be scaled to match
+            # (a no-op for other optimizers).
+            scaled = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        self.loss_tracker.update_state(loss)
+        self.loss_tracker.update_state(loss * replicas)  # the replica's own mean loss
         return {"loss": self.loss_tracker.result()}
 
     def test_step(self, batch):

@@ -1,0 +1,380 @@
+"""`mmrec train`, `mmrec generate`, `mmrec quickstart`: real runs on a tiny dataset.
+
+One short epoch per kind (module fixtures, trained once through the CLI), then
+the run folders, the metrics, the errors and the quick start (which reuses the
+finished runs, as it does on a rerun) are checked.
+"""
+
+import contextlib
+import csv
+import glob
+import io
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mmrec
+from mmrec.cli import main
+from mmrec.models.recommender import Recommender
+from mmrec.training import frozen_user_encoder, precision_policy, resolve_config
+from mmrec.training.configs import known_keys
+
+# One short epoch of each kind: a few steps, small batches.
+SHORT = {
+    "recommender": {"preset": "tiny", "steps_per_epoch": 2, "batch_size": 32},
+    "judge": {"preset": "tiny", "epochs": 1},
+    "gan": {"preset": "tiny", "steps_per_epoch": 2, "batch_size": 16, "judge_epochs": 1},
+    "vae": {"preset": "tiny", "steps_per_epoch": 2, "batch_size": 16, "judge_epochs": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("shapes") / "tiny")
+    mmrec.data.write_shapes(
+        path, mmrec.data.ShapesConfig(num_items=60, num_users=24), progress=False
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("runs"))
+
+
+def run_cli(argv):
+    """``main(argv)`` → (exit status, stdout, stderr), also inside module fixtures."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    return status, out.getvalue(), err.getvalue()
+
+
+def train_kind(kind, data_dir, runs_dir, *extra):
+    config = os.path.join(runs_dir, f"{kind}.json")
+    with open(config, "w") as f:
+        json.dump(SHORT[kind], f)
+    out = os.path.join(runs_dir, kind)
+    argv = ["train", kind, "--data", data_dir, "--out", out, "--config", config, "--epochs", "1"]
+    status, stdout, stderr = run_cli(argv + list(extra))
+    assert status == 0, stderr
+    return out, stdout
+
+
+@pytest.fixture(scope="module")
+def rec_run(data_dir, runs_dir):
+    return train_kind("recommender", data_dir, runs_dir)
+
+
+@pytest.fixture(scope="module")
+def judge_run(data_dir, runs_dir):
+    return train_kind("judge", data_dir, runs_dir)
+
+
+@pytest.fixture(scope="module")
+def gan_run(data_dir, runs_dir, rec_run, judge_run):
+    return train_kind(
+        "gan", data_dir, runs_dir, "--recommender", rec_run[0], "--judge", judge_run[0]
+    )
+
+
+@pytest.fixture(scope="module")
+def vae_run(data_dir, runs_dir, rec_run):
+    return train_kind("vae", data_dir, runs_dir, "--recommender", rec_run[0])
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def summary_tags(folder):
+    """Tags of the TensorBoard events under ``folder``."""
+    tags = set()
+    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def csv_rows(run):
+    with open(os.path.join(run, "training.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+# --- the four kinds ---------------------------------------------------------------------------
+
+
+def test_recommender_run_folder_holds_model_metrics_logs_and_baselines(rec_run, data_dir):
+    run, stdout = rec_run
+    for name in ("config.json", "model.keras", "metrics.json", "training.csv"):
+        assert os.path.exists(os.path.join(run, name)), name
+    assert os.path.exists(os.path.join(run, "checkpoints", "best.keras"))
+    assert not os.path.exists(os.path.join(run, "backup"))  # removed once finished
+    config = read_json(os.path.join(run, "config.json"))
+    assert config["kind"] == "recommender" and config["data"] == os.path.abspath(data_dir)
+    assert config["config"] == resolve_config("recommender", SHORT["recommender"], {"epochs": 1})
+    metrics = read_json(os.path.join(run, "metrics.json"))
+    assert list(metrics["test"]) == ["popularity", "id_only", "recommender", "oracle"]
+    for result in metrics["test"].values():
+        assert result["examples"] == 24
+        assert 0.0 <= result["overall"]["recall@10"] <= result["overall"]["recall@50"] <= 1.0
+    # The oracle ranks by the true affinity: it beats popularity on shapes.
+    test = metrics["test"]
+    assert test["oracle"]["overall"]["ndcg@10"] > test["popularity"]["overall"]["ndcg@10"]
+    assert metrics["steps_per_epoch"] == 2 and metrics["batch_size"] == 32
+    assert len(csv_rows(run)) == 1 and np.isfinite(float(csv_rows(run)[0]["loss"]))
+    assert "id_only" in stdout and "oracle" in stdout  # the table is printed
+    assert {"epoch_loss", "epoch_learning_rate"} <= summary_tags(os.path.join(run, "logs", "train"))
+    assert "epoch_loss" in summary_tags(os.path.join(run, "logs", "validation"))
+
+
+def test_judge_run_reports_its_held_out_accuracy(judge_run):
+    metrics = read_json(os.path.join(judge_run[0], "metrics.json"))
+    accuracy = metrics["held_out_accuracy"]
+    assert set(accuracy) == {"shape", "colour", "pattern", "size"}
+    assert all(0.0 <= v <= 1.0 for v in accuracy.values())
+    assert "judge held-out accuracy: shape" in judge_run[1]
+
+
+def test_gan_run_is_judged_and_writes_sample_grids(gan_run, judge_run):
+    run, stdout = gan_run
+    metrics = read_json(os.path.join(run, "metrics.json"))
+    assert metrics["condition"] == "user"
+    assert metrics["judge"]["path"] == os.path.join(judge_run[0], "model.keras")
+    generation = metrics["generation"]
+    for key in ("hit_rate", "hit_rate_random_items", "fcd", "kcd", "diversity"):
+        assert np.isfinite(generation[key]), key
+    assert set(generation["conditional_accuracy"]) == {"shape", "colour", "pattern", "size"}
+    assert "personalisation hit-rate" in stdout
+    assert set(csv_rows(run)[0]) >= {"d_loss", "g_loss", "val_d_loss"}
+    for name in ("epoch_001.png", "final.png"):
+        with open(os.path.join(run, "samples", name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "samples" in summary_tags(os.path.join(run, "logs", "images"))
+    assert os.path.exists(os.path.join(run, "checkpoints", "last.keras"))
+    assert not os.path.exists(os.path.join(run, "judge"))  # --judge was given
+
+
+def test_vae_run_trains_its_own_judge_and_reports_the_elbo(vae_run):
+    run, _ = vae_run
+    metrics = read_json(os.path.join(run, "metrics.json"))
+    assert os.path.exists(os.path.join(run, "judge", "metrics.json"))
+    assert metrics["judge"]["path"] == os.path.join(run, "judge", "model.keras")
+    valid = metrics["valid"]
+    assert valid["neg_elbo"] == pytest.approx(valid["reconstruction"] + valid["kl"], rel=1e-4)
+    assert valid["bits_per_dim"] > 0
+
+
+def test_frozen_user_encoder_equals_the_recommenders_user_tower(rec_run):
+    rec = keras.saving.load_model(os.path.join(rec_run[0], "model.keras"), compile=False)
+    frozen = frozen_user_encoder(rec)
+    history = np.full((3, rec.max_history), -1, "int32")
+    history[0, :3], history[1, :1] = [3, 17, 42], [5]
+    np.testing.assert_allclose(
+        frozen({"history": history}), rec.user_encoder({"history": history}), atol=1e-5
+    )
+    assert not frozen.trainable_weights
+
+
+def test_mixed_float16_recommender_scales_its_loss(data_dir):
+    """compile() wraps the optimizer in a LossScaleOptimizer; train_step must scale the loss,
+    else the unscaled updates are 2**15 times too small."""
+    data = mmrec.data.load(data_dir)
+    batches = data.interactions("train", batch_size=32, drop_remainder=True).take(10).cache()
+    batches = batches.apply(tf.data.experimental.assert_cardinality(10))
+    updates = {}
+    for policy in ("float32", "mixed_float16"):
+        keras.utils.set_random_seed(0)
+        with precision_policy(policy):
+            rec = Recommender.from_dataset(
+                data,
+                modalities=("text",),
+                embedding_dim=8,
+                encoder_config={"text": {"hidden_dim": 8, "sequence_length": 16}},
+            )
+        rec.compile(keras.optimizers.SGD(0.1))
+        before = rec.user_hidden.kernel.numpy()
+        rec.fit(batches, verbose=0)
+        updates[policy] = np.abs(rec.user_hidden.kernel.numpy() - before).mean()
+        if policy == "mixed_float16":
+            assert isinstance(rec.optimizer, keras.optimizers.LossScaleOptimizer)
+    # The dynamic loss scale skips the first steps whose scaled gradients overflow.
+    assert 0.3 < updates["mixed_float16"] / updates["float32"] < 1.5
+
+
+# --- generate and quickstart -------------------------------------------------------------------
+
+
+def png_shape(path):
+    with open(path, "rb") as f:
+        return tuple(tf.io.decode_png(f.read()).shape)
+
+
+def test_generate_writes_a_grid_per_user_or_attribute_set(gan_run, tmp_path):
+    out = str(tmp_path / "users.png")
+    status, stdout, stderr = run_cli(
+        ["generate", "--run", gan_run[0], "--users", "1,2", "--num", "3", "--out", out]
+    )
+    assert status == 0, stderr
+    assert png_shape(out) == (2 * 34 + 2, 3 * 34 + 2, 3)  # 32-px images, 2-px padding
+    assert "2 row(s) × 3 images" in stdout
+    out = str(tmp_path / "star.png")
+    attributes = "shape=star,colour=red,pattern=plain,size=large"
+    status, _, stderr = run_cli(
+        ["generate", "--run", gan_run[0], "--attributes", attributes, "--num", "2", "--out", out]
+    )
+    assert status == 0, stderr
+    assert png_shape(out) == (36, 70, 3)
+    status, _, stderr = run_cli(
+        ["generate", "--run", gan_run[0], "--text", "a red star", "--out", out]
+    )
+    assert status == 2 and "conditioned on user, not text: use --users or --attributes" in stderr
+    status, _, stderr = run_cli(["generate", "--run", gan_run[0], "--users", "999", "--out", out])
+    assert status == 2 and "Not found: [999]" in stderr
+
+
+@pytest.mark.slow
+def test_quickstart_reuses_finished_runs_then_writes_grids_and_exports(
+    data_dir, runs_dir, rec_run, judge_run, gan_run, vae_run, tmp_path
+):
+    exports = str(tmp_path / "savedmodels")
+    status, stdout, stderr = run_cli(
+        ["quickstart", "--data", data_dir, "--out", runs_dir, "--export-dir", exports, "--smoke"]
+    )
+    assert status == 0, stderr
+    assert "at most 10 minutes on 2 CPU cores" in stdout
+    assert stdout.count("reusing the finished run") == 4
+    summary = read_json(os.path.join(runs_dir, "summary.json"))
+    for kind, name in (("recommender", "rec"), ("gan", "cgan"), ("vae", "vae")):
+        assert summary["exports"][kind] == os.path.join(exports, f"quickstart_{name}", "1")
+        assert os.path.exists(os.path.join(summary["exports"][kind], "saved_model.pb"))
+    with open(os.path.join(exports, "models.config")) as f:
+        assert "quickstart_cgan" in f.read()
+    assert len(summary["sample_grids"]) == 4
+    for grid in summary["sample_grids"].values():
+        assert png_shape(grid["path"]) == (3 * 34 + 2, 8 * 34 + 2, 3)  # real, cGAN, VAE rows
+        assert grid["likes"]["colour"] and grid["likes"]["shape"]
+    for words in ("Recommendation (full-catalogue ranking", "personalisation hit-rate", "Next:"):
+        assert words in stdout
+
+    # The exported generator answers through its serving signature.
+    out = str(tmp_path / "exported.png")
+    status, _, stderr = run_cli(
+        ["generate", "--export", os.path.join(exports, "quickstart_cgan"), "--users", "1,3"]
+        + ["--data", data_dir, "--num", "2", "--out", out]
+    )
+    assert status == 0, stderr
+    assert png_shape(out) == (70, 70, 3)
+
+
+# --- errors, help and configs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["train", "recommender", "--data", "/nonexistent", "--out", "x"], "No dataset at"),
+        (
+            ["train", "recommender", "--data", "D", "--out", "x", "--strategy", "multiworker"],
+            "--strategy multiworker needs TF_CONFIG",
+        ),
+        (
+            ["train", "recommender", "--data", "D", "--out", "x", "--cpu-devices", "2"],
+            "--cpu-devices splits the CPU into devices for --strategy mirrored",
+        ),
+        (["train", "gan", "--data", "D", "--out", "x"], "give --recommender RUN"),
+        (
+            ["train", "judge", "--data", "D", "--out", "x", "--recommender", "r"],
+            "--recommender is used only by user-conditioned gan/vae runs",
+        ),
+        (["train", "vae", "--data", "D", "--out", "x", "--config", "nope.json"], "No config file"),
+        (["generate", "--run", "/nonexistent", "--attributes", "shape=0", "--out", "g.png"], "No"),
+    ],
+)
+def test_wrong_arguments_give_one_clear_line(argv, words, data_dir, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    argv = [data_dir if a == "D" else a for a in argv]
+    status, _, stderr = run_cli(argv)
+    assert status == 2
+    assert stderr.startswith("mmrec: error:") and words in stderr
+    assert "Traceback" not in stderr
+
+
+def test_config_file_errors_name_the_known_keys(data_dir, tmp_path):
+    path = str(tmp_path / "bad.json")
+    with open(path, "w") as f:
+        json.dump({"preset": "tiny", "epochs": 1, "learning_rat": 0.1}, f)
+    status, _, stderr = run_cli(
+        ["train", "recommender", "--data", data_dir, "--out", str(tmp_path / "r"), "--config", path]
+    )
+    assert status == 2
+    assert "unknown key(s) ['learning_rat'] for a recommender config" in stderr
+    assert "'learning_rate'" in stderr and "'embedding_dim'" in stderr  # the known keys
+    with open(path, "w") as f:
+        json.dump({"epochs": "three"}, f)
+    status, _, stderr = run_cli(
+        ["train", "judge", "--data", data_dir, "--out", "x", "--config", path]
+    )
+    assert status == 2 and "expected 'epochs' to be an integer. Received: 'three'" in stderr
+    with open(path, "w") as f:
+        json.dump({"condition": "text"}, f)
+    status, _, stderr = run_cli(
+        ["train", "gan", "--data", data_dir, "--out", "x", "--config", path, "--jit"]
+    )
+    assert status == 2 and "--jit cannot compile a text-conditioned generator" in stderr
+
+
+def test_finished_runs_are_kept_and_changed_settings_do_not_resume(rec_run, data_dir, tmp_path):
+    run = rec_run[0]
+    status, _, stderr = run_cli(["train", "recommender", "--data", data_dir, "--out", run])
+    assert status == 2 and "already holds a finished recommender run" in stderr
+    assert "--overwrite" in stderr
+    # An unfinished run (config.json, no metrics.json) resumes only with the same settings.
+    unfinished = str(tmp_path / "unfinished")
+    os.makedirs(unfinished)
+    with open(os.path.join(rec_run[0], "config.json")) as f:
+        config = f.read()
+    with open(os.path.join(unfinished, "config.json"), "w") as f:
+        f.write(config)
+    argv = ["train", "recommender", "--data", data_dir, "--out", unfinished, "--seed", "7"]
+    status, _, stderr = run_cli(argv)
+    assert status == 2 and "unfinished run started with other settings" in stderr
+    assert "seed: 0 → 7" in stderr
+
+
+def test_help_explains_the_new_commands(capsys):
+    def help_text(*argv):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--help"])
+        assert exit_info.value.code == 0
+        return capsys.readouterr().out
+
+    assert "mmrec quickstart" in help_text()
+    text = help_text("train")
+    for words in ("BackupAndRestore", "Run the same command again", "TF_CONFIG", "global batch"):
+        assert words in text
+    assert "--users" in help_text("generate") and "--export" in help_text("generate")
+    assert "minutes on 2 CPU cores" in help_text("quickstart")
+
+
+def test_resolve_config_presets_files_and_overrides(tmp_path):
+    tiny = resolve_config("gan", "tiny")
+    assert set(tiny) == set(known_keys("gan")) and tiny["condition"] == "user"
+    assert resolve_config("gan", "tiny", {"epochs": 3, "batch_size": None})["epochs"] == 3
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"preset": "tiny", "learning_rate": 1}))
+    config = resolve_config("vae", str(path))
+    assert config["learning_rate"] == 1.0 and isinstance(config["learning_rate"], float)
+    assert config["latent_dim"] == resolve_config("vae", "tiny")["latent_dim"]
+    assert resolve_config("vae", {"latent_dim": 5})["epochs"] == resolve_config("vae")["epochs"]
+    with pytest.raises(ValueError, match="expected 'preset' to be one of"):
+        resolve_config("vae", {"preset": "huge"})
+    with pytest.raises(ValueError, match="expected 'condition' to be one of"):
+        resolve_config("vae", {"condition": "mood"})
+    with pytest.raises(ValueError, match="expected 'steps_per_epoch' >= 1"):
+        resolve_config("gan", {"steps_per_epoch": 0})
