@@ -11,11 +11,25 @@ from mmrec.evaluation.generation import (
     random_item_hit_rate,
     train_judge,
 )
+from mmrec.evaluation.ranking import (
+    OracleBaseline,
+    PopularityBaseline,
+    evaluate_ranking,
+    ndcg_at_k,
+    ranking_table,
+    recall_at_k,
+)
 
 __all__ = [
     "AttributeJudge",
     "conditional_accuracy",
+    "OracleBaseline",
+    "PopularityBaseline",
     "diversity",
+    "evaluate_ranking",
+    "ndcg_at_k",
+    "ranking_table",
+    "recall_at_k",
     "evaluate_generation",
     "frechet_distance",
     "kernel_distance",

@@ -85,9 +85,11 @@ class ModelScorer:
     def __init__(self, model, name: str | None = None):
         self.model = model
         self.name = name or model.name
+        # The catalogue is embedded once per evaluation, not once per batch.
+        self.items = model.item_embeddings(batch_size=4096)
 
     def __call__(self, batch) -> np.ndarray:
-        return self.model.score_items(np.asarray(batch["history"]))
+        return self.model.score_items(np.asarray(batch["history"]), item_embeddings=self.items)
 
 
 def evaluate_ranking(scorer, data, split: str = "test", ks=DEFAULT_KS, batch_size: int = 512):

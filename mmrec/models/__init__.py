@@ -11,6 +11,7 @@ from mmrec.models.generator import (
     TextConditioner,
     VAEEncoder,
 )
+from mmrec.models.recommender import Recommender
 from mmrec.models.vae import ConditionalVAE
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "ConditionalVAE",
     "Discriminator",
     "Generator",
+    "Recommender",
     "ScaleImages",
     "TextConditioner",
     "VAEEncoder",

@@ -309,19 +309,23 @@ class Recommender(keras.Model):
 
     # --- inference ----------------------------------------------------------------------
 
-    def recommend(self, history, k=10, exclude_history=True, batch_size=1024):
+    def recommend(self, history, k=10, exclude_history=True, batch_size=1024, item_embeddings=None):
         """Top-k item ids and scores for each history, excluding the history's items.
 
         Args:
             history: int [B, L] (padded with -1) or a list of lists of item ids.
             k: how many items to return per user.
             exclude_history: never recommend an item the user already has.
+            item_embeddings: the catalogue's embeddings from `item_embeddings()`, to
+                reuse across calls (they are computed here if not given).
         Returns:
             `(ids int32 [B, k], scores float32 [B, k])`, best first.
         """
         history = _pad_histories(history, self.max_history)
         _check_ids(history, self.num_items)
-        items = self.item_embeddings(batch_size=batch_size)
+        items = item_embeddings
+        if items is None:
+            items = self.item_embeddings(batch_size=batch_size)
         ids, scores = [], []
         for start in range(0, len(history), batch_size):
             rows = history[start : start + batch_size]
@@ -332,10 +336,12 @@ class Recommender(keras.Model):
             scores.append(top_scores.numpy())
         return np.concatenate(ids), np.concatenate(scores)
 
-    def score_items(self, history, batch_size=1024):
+    def score_items(self, history, batch_size=1024, item_embeddings=None):
         """Scores of every catalogue item for each history: float32 [B, N]."""
         history = _pad_histories(history, self.max_history)
-        items = self.item_embeddings(batch_size=batch_size)
+        items = item_embeddings
+        if items is None:
+            items = self.item_embeddings(batch_size=batch_size)
         users = self.user_embeddings(history, items)
         return ops.convert_to_numpy(ops.matmul(users, ops.transpose(items)))
 
