@@ -274,7 +274,10 @@ def _add_train_parser(commands) -> None:
         help="float16 (GPUs; loss scaling) or bfloat16 (TPUs, recent CPUs/GPUs) compute",
     )
     train.add_argument(
-        "--strategy", choices=("default", "mirrored", "multiworker"), default="default"
+        "--strategy",
+        choices=("default", "mirrored", "multiworker"),
+        default="default",
+        help="one device; every GPU of this machine; the machines TF_CONFIG lists",
     )
     train.add_argument(
         "--cpu-devices",

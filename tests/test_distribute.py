@@ -127,24 +127,29 @@ def work(tmp_path_factory):
 
 
 def environment(**extra):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **extra)
-    env.pop("TF_CONFIG", None)
-    return env
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    return {**env, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
 
 
-def run_script(work, mode, data_dir, out, env, **kwargs):
+def run_script(work, mode, data_dir, out, env):
+    """Starts the script; its output goes to a log file (a full pipe would block a worker
+    while the other waits for it in a collective)."""
     args = [sys.executable, str(work / "script.py"), mode, data_dir, str(work), str(out)]
-    return subprocess.Popen(
-        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
-    )
+    log = open(f"{out}.log", "w")
+    process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process.log = log
+    return process
 
 
 def finish(process, timeout=600):
     try:
-        output, _ = process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        output, _ = process.communicate()
+        process.wait()
+    process.log.close()
+    with open(process.log.name) as f:
+        output = f.read()
     assert process.returncode == 0, output[-5000:]
 
 

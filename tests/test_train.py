@@ -22,14 +22,10 @@ from mmrec.cli import main
 from mmrec.models.recommender import Recommender
 from mmrec.training import frozen_user_encoder, precision_policy, resolve_config
 from mmrec.training.configs import known_keys
+from mmrec.training.quickstart import SMOKE
 
-# One short epoch of each kind: a few steps, small batches.
-SHORT = {
-    "recommender": {"preset": "tiny", "steps_per_epoch": 2, "batch_size": 32},
-    "judge": {"preset": "tiny", "epochs": 1},
-    "gan": {"preset": "tiny", "steps_per_epoch": 2, "batch_size": 16, "judge_epochs": 1},
-    "vae": {"preset": "tiny", "steps_per_epoch": 2, "batch_size": 16, "judge_epochs": 1},
-}
+# One short epoch of each kind: the quick start's smoke settings (so that it reuses the runs).
+SHORT = {kind: {"preset": "tiny", **settings} for kind, settings in SMOKE.items()}
 
 
 @pytest.fixture(scope="module")
@@ -327,6 +323,28 @@ def test_config_file_errors_name_the_known_keys(data_dir, tmp_path):
         ["train", "gan", "--data", data_dir, "--out", "x", "--config", path, "--jit"]
     )
     assert status == 2 and "--jit cannot compile a text-conditioned generator" in stderr
+
+
+def test_a_diverging_run_stops_with_a_clear_error(data_dir, tmp_path):
+    config = str(tmp_path / "explode.json")
+    with open(config, "w") as f:
+        json.dump({"preset": "tiny", "epochs": 2, "learning_rate": 1e30}, f)
+    out = str(tmp_path / "judge")
+    status, _, stderr = run_cli(
+        ["train", "judge", "--data", data_dir, "--out", out, "--config", config]
+    )
+    assert status == 2 and "became NaN or infinite at epoch" in stderr
+    assert "Lower the learning rate" in stderr and "Traceback" not in stderr
+    assert not os.path.exists(os.path.join(out, "metrics.json"))
+    # Epochs that ended with a non-finite metric are not backed up: the backup holds the
+    # last epoch whose metrics were all finite (none here: validation diverged at once).
+    good = 0
+    for row in csv_rows(out):
+        if not all(np.isfinite(float(v)) for v in row.values()):
+            break
+        good += 1
+    metadata = os.path.join(out, "backup", "training_metadata.json")
+    assert (read_json(metadata)["epoch"] if os.path.exists(metadata) else 0) == good
 
 
 def test_finished_runs_are_kept_and_changed_settings_do_not_resume(rec_run, data_dir, tmp_path):

@@ -22,7 +22,12 @@ CONDITIONS = ("user", "attributes", "text")
 
 # --- base: a full run -------------------------------------------------------------------------
 
-_JUDGE_BASE = {"judge_epochs": 30, "judge_filters": [32, 64, 128], "judge_feature_dim": 128}
+_JUDGE_BASE = {
+    "judge_epochs": 60,
+    "judge_learning_rate": 1e-3,
+    "judge_filters": [32, 64, 128],
+    "judge_feature_dim": 128,
+}
 
 BASE = {
     "recommender": {
@@ -80,8 +85,10 @@ BASE = {
         **_JUDGE_BASE,
     },
     "judge": {
-        "epochs": 30,
+        # Adam with a cosine decay; 60 epochs read every attribute of held-out items.
+        "epochs": 60,
         "batch_size": 64,
+        "learning_rate": 1e-3,
         "filters": [32, 64, 128],
         "feature_dim": 128,
     },
@@ -89,7 +96,13 @@ BASE = {
 
 # --- tiny: what `mmrec quickstart` trains -------------------------------------------------------
 
-_JUDGE_TINY = {"judge_epochs": 10, "judge_filters": [16, 32, 32], "judge_feature_dim": 64}
+# Shape is the hard attribute: ~30 epochs at a higher learning rate to read it.
+_JUDGE_TINY = {
+    "judge_epochs": 30,
+    "judge_learning_rate": 3e-3,
+    "judge_filters": [16, 32, 64],
+    "judge_feature_dim": 64,
+}
 
 TINY = {
     "recommender": {
@@ -122,7 +135,13 @@ TINY = {
         "encoder_filters": [32, 64, 64],
         **_JUDGE_TINY,
     },
-    "judge": {"epochs": 10, "batch_size": 64, "filters": [16, 32, 32], "feature_dim": 64},
+    "judge": {
+        "epochs": 30,
+        "batch_size": 64,
+        "learning_rate": 3e-3,
+        "filters": [16, 32, 64],
+        "feature_dim": 64,
+    },
 }
 
 _PRESETS = {"tiny": TINY, "base": BASE}
@@ -240,6 +259,10 @@ def _check_values(kind, settings, source):
         value = settings.get(key)
         if value is not None and value < 1:
             raise ValueError(f"{source}: expected {key!r} >= 1. Received: {value!r}")
+    for key in ("learning_rate", "d_learning_rate", "judge_learning_rate"):
+        value = settings.get(key)
+        if value is not None and not value > 0:
+            raise ValueError(f"{source}: expected {key!r} > 0. Received: {value!r}")
     if "condition" in settings and settings["condition"] not in CONDITIONS:
         raise ValueError(
             f"{source}: expected 'condition' to be one of {CONDITIONS}. "

@@ -142,26 +142,32 @@ def _local_small_integer_variables(next_creator, **kwargs):
     return next_creator(**kwargs)
 
 
-def prepare_for_fit(model, strategy) -> contextlib.AbstractContextManager:
-    """Works around two Keras 3.15 issues with `MultiWorkerMirroredStrategy`; a no-op otherwise.
+def prepare_for_fit(model, strategy, dataset) -> contextlib.AbstractContextManager:
+    """Returns the context to call ``fit`` in; works around Keras 3.15 issues with strategies.
 
-    Returns the context to call ``fit`` in.
+    A no-op for the ambient (default) strategy. Otherwise:
 
-    1. Before the first step, ``fit`` averages one input batch across workers to
-       build the model symbolically (keras-team/keras#20329), which fails for a
-       dict of int features. The models are already built, so the model's
-       recorded strategy is cleared and ``fit`` runs inside the strategy's scope
-       (the same strategy; ``fit`` then skips that build).
-    2. ``fit`` reduces a step's scalar logs with ``strategy.reduce("MEAN", v,
-       axis=0)``, which fails for scalars (tensorflow/tensorflow#72388); the
-       steps return each log as a 1-vector, whose axis-0 mean across workers is
-       the same number.
+    1. Before the first step, ``fit`` of a model built in a strategy's scope takes
+       one batch from a first iterator to build the model symbolically, then starts
+       training on a *second* iterator — with another shuffle order than one device
+       sees (``reshuffle_each_iteration``); under `MultiWorkerMirroredStrategy` that
+       build even fails for a dict of int features (keras-team/keras#20329). Here
+       the same build runs on the dataset's element spec (no batch consumed), the
+       model's recorded strategy is cleared and ``fit`` runs inside the strategy's
+       scope: the same strategy, and the same batches as on one device.
+    2. Under `MultiWorkerMirroredStrategy`, ``fit`` reduces a step's scalar logs with
+       ``strategy.reduce("MEAN", v, axis=0)``, which fails for scalars
+       (tensorflow/tensorflow#72388); the steps return each log as a 1-vector, whose
+       axis-0 mean across workers is the same number.
     """
-    if not is_multi_worker(strategy):
+    if strategy is tf.distribute.get_strategy():
         return contextlib.nullcontext()
+    with strategy.scope():  # builds the optimizer, compiled losses and metrics
+        model._symbolic_build(data_batch=dataset.element_spec)
     model._distribute_strategy = None
-    for name in ("train_step", "test_step"):
-        setattr(model, name, _as_vectors(getattr(model, name)))
+    if is_multi_worker(strategy):
+        for name in ("train_step", "test_step"):
+            setattr(model, name, _as_vectors(getattr(model, name)))
     return strategy.scope()
 
 

@@ -7,6 +7,7 @@ Where it sits in the data flow: `mmrec.training.train` passes them to
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -31,6 +32,53 @@ def write_scalar_summary(name, value, step) -> None:
     metadata = summary_pb2.SummaryMetadata()
     metadata.plugin_data.plugin_name = "scalars"
     tf.summary.write(name, tf.constant(float(value), tf.float32), step=step, metadata=metadata)
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore`, plus the state of the model's random generators.
+
+    Keras backs up the weights and the optimizer, but not the state of the
+    model's `keras.random.SeedGenerator`s (a GAN's noise, a VAE's sampling, dropout
+    masks), which are variables outside ``model.weights``: a resumed run would
+    draw the noise of the first epochs again. They are saved next to the backup
+    (``seed_states.json``) and restored with it, so a resumed run draws what an
+    uninterrupted one would.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        # An epoch that ended on a NaN (TerminateOnNaN) is not backed up: the last good
+        # state stays the one to resume from.
+        if any(not math.isfinite(_scalar(v)) for v in (logs or {}).values()):
+            return
+        super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        super()._save_model()
+        states = [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)]
+        path = os.path.join(self.backup_dir, "seed_states.json")
+        with open(f"{path}.tmp", "w") as f:
+            json.dump(states, f)
+        os.replace(f"{path}.tmp", path)
+
+    def _load_model(self):
+        super()._load_model()
+        path = os.path.join(self.backup_dir, "seed_states.json")
+        if not os.path.exists(os.path.join(self.backup_dir, "training_metadata.json")):
+            return
+        if not os.path.exists(path):
+            return
+        with open(path) as f:
+            states = json.load(f)
+        variables = _seed_states(self.model)
+        if len(states) == len(variables):
+            for variable, state in zip(variables, states):
+                variable.assign(np.asarray(state, dtype=variable.dtype))
+
+
+def _seed_states(model):
+    """The model's `SeedGenerator` state variables (the variables that are not weights)."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights and "seed_generator" in v.path]
 
 
 class TensorBoardScalars(keras.callbacks.Callback):

@@ -24,7 +24,7 @@ STEPS = ("data", "recommender", "judge", "gan", "vae", "samples", "export")
 EXPORT_NAMES = {"recommender": "quickstart_rec", "gan": "quickstart_cgan", "vae": "quickstart_vae"}
 # A few steps per model: checks that everything runs, in a minute or two.
 SMOKE = {
-    "recommender": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 64, "id_only_baseline": False},
+    "recommender": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32},
     "judge": {"epochs": 1},
     "gan": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16, "judge_epochs": 1},
     "vae": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16, "judge_epochs": 1},
@@ -138,20 +138,34 @@ class _Progress:
 
 
 def _train_or_reuse(kind, data, folder, config, seed, **kwargs) -> RunResult:
-    """A finished run in ``folder`` is loaded; otherwise trained (or resumed)."""
+    """A finished run in ``folder`` with these settings is loaded; otherwise trained
+    (resumed if it was interrupted, replaced if its settings differ)."""
     import keras
 
     import mmrec.models  # noqa: F401  (registers the classes for loading)
     import mmrec.models.recommender  # noqa: F401
+    from mmrec.training.configs import resolve_config
 
-    metrics_path = os.path.join(folder, "metrics.json")
-    if os.path.exists(metrics_path):
-        with open(metrics_path) as f:
-            metrics = json.load(f)
+    settings = resolve_config(kind, config)
+    previous = _read_json(os.path.join(folder, "config.json"))
+    same = previous is not None and all(
+        previous.get(k) == v for k, v in (("config", settings), ("seed", seed), ("data", data.path))
+    )
+    if same and os.path.exists(os.path.join(folder, "metrics.json")):
+        metrics = _read_json(os.path.join(folder, "metrics.json"))
         model = keras.saving.load_model(os.path.join(folder, "model.keras"), compile=False)
         print(f"reusing the finished run in {folder}")
         return RunResult(folder, model, metrics, {})
-    return train(kind, data, folder, config, seed=seed, **kwargs)
+    if previous is not None and not same:
+        print(f"{folder} holds a run with other settings: training it again")
+    return train(kind, data, folder, settings, seed=seed, overwrite=not same, **kwargs)
+
+
+def _read_json(path):
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def _user_grids(data, gan, vae, folder, seed) -> dict:
@@ -181,24 +195,23 @@ def _user_grids(data, gan, vae, folder, seed) -> dict:
 
 
 def _export(out, export_dir, runs) -> dict:
-    """Exports each model once (a rerun reuses ``out/exports.json``)."""
+    """Exports each model once (a rerun reuses ``out/exports.json`` unless it retrained)."""
     from mmrec.export import export_saved_model
 
     record = os.path.join(out, "exports.json")
-    done = {}
-    if os.path.exists(record):
-        with open(record) as f:
-            done = json.load(f)
+    done = _read_json(record) or {}
     for kind, run in runs.items():
-        if kind in done and os.path.exists(done[kind]):
-            print(f"{kind}: already exported to {done[kind]}")
+        trained = os.path.getmtime(os.path.join(run.path, "model.keras"))
+        previous = done.get(kind, {})
+        if previous.get("model_mtime") == trained and os.path.exists(previous.get("path", "")):
+            print(f"{kind}: already exported to {previous['path']}")
             continue
         path = export_saved_model(run.model, export_dir, name=EXPORT_NAMES[kind])
         print(f"{kind}: exported {path} (validated in a fresh TensorFlow process)")
-        done[kind] = path
+        done[kind] = {"path": path, "model_mtime": trained}
         with open(record, "w") as f:
             json.dump(done, f, indent=2)
-    return done
+    return {kind: entry["path"] for kind, entry in done.items()}
 
 
 def _summary_text(summary, rec, gan, vae, export_dir) -> str:

@@ -32,6 +32,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -157,7 +158,9 @@ def train(
 
     train_data, valid_data = plan.datasets(initial_epoch)
     callbacks = _callbacks(model, kind, settings, data, run_dir, resuming=initial_epoch > 0)
-    with distribute.prepare_for_fit(model, strategy):
+    with distribute.prepare_for_fit(model, strategy, train_data), warnings.catch_warnings():
+        # Keras warns that shuffle=True is ignored for a tf.data.Dataset (ours are shuffled).
+        warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
         fit = model.fit(
             train_data,
             epochs=plan.epochs,
@@ -171,8 +174,8 @@ def train(
     if stopped is not None:
         raise FloatingPointError(
             f"Training stopped: {stopped[2]} became NaN or infinite at epoch {stopped[0] + 1}, "
-            f"batch {stopped[1]} (lower the learning rate, or try --mixed-precision off). "
-            f"The last good state is in {os.path.join(run_dir, _BACKUP)}."
+            f"batch {stopped[1]}. Lower the learning rate (or try --mixed-precision off) and "
+            f"start again; {os.path.join(run_dir, _BACKUP)} keeps the last good epoch."
         )
     if not is_chief:
         return RunResult(run_dir, model, {}, history)
@@ -468,7 +471,7 @@ def _compile(model, kind, settings, plan, jit_compile):
         model.compile(keras.optimizers.Adam(settings["learning_rate"]), jit_compile=jit)
     else:  # as `mmrec.evaluation.train_judge`: Adam with a cosine decay
         schedule = keras.optimizers.schedules.CosineDecay(
-            1e-3, decay_steps=plan.epochs * plan.steps, alpha=0.01
+            settings["learning_rate"], decay_steps=plan.epochs * plan.steps, alpha=0.01
         )
         model.compile(keras.optimizers.Adam(schedule), jit_compile=jit)
 
@@ -535,7 +538,7 @@ def _callbacks(model, kind, settings, data, run_dir, resuming):
     # Order matters at an epoch's end: the backup is written before the CSV row, so a
     # row in training.csv always has its backup (the resume tests rely on it).
     callbacks = [
-        keras.callbacks.BackupAndRestore(
+        monitoring.BackupAndRestore(
             os.path.join(run_dir, _BACKUP), double_checkpoint=True, delete_checkpoint=False
         ),
         monitoring.TerminateOnNaN(),
@@ -655,6 +658,7 @@ def _judge_for(data, settings, run_dir, judge, seed):
             config = {
                 "preset": "base",
                 "epochs": settings["judge_epochs"],
+                "learning_rate": settings["judge_learning_rate"],
                 "filters": settings["judge_filters"],
                 "feature_dim": settings["judge_feature_dim"],
             }
