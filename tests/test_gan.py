@@ -23,6 +23,10 @@ TINY = {"latent_dim": 8, "generator_filters": (16, 8, 8, 4), "discriminator_filt
 ATTRIBUTES = {"shape": 8, "colour": 8, "pattern": 4, "size": 3}
 
 
+# A `.take(n)` of a dataset of unknown length ends an epoch early; Keras warns about it.
+pytestmark = pytest.mark.filterwarnings("ignore:Your input ran out of data")
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     path = tmp_path_factory.mktemp("shapes") / "tiny"

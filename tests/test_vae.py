@@ -15,6 +15,10 @@ from mmrec.training import precision_policy
 TINY = {"latent_dim": 8, "decoder_filters": (16, 8, 8, 4), "encoder_filters": (4, 8, 8)}
 
 
+# A `.take(n)` of a dataset of unknown length ends an epoch early; Keras warns about it.
+pytestmark = pytest.mark.filterwarnings("ignore:Your input ran out of data")
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     path = tmp_path_factory.mktemp("shapes") / "tiny"
