@@ -31,6 +31,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -230,13 +231,18 @@ def run(args):
         model.compile(d_optimizer=d_optimizer)
     else:
         model = ConditionalVAE.from_dataset(
-            data, condition=args.condition, user_encoder=user_encoder, seed=args.seed
+            data,
+            condition=args.condition,
+            user_encoder=user_encoder,
+            beta=args.beta,
+            seed=args.seed,
         )
         model.compile()
     train = data.generation_pairs(
         "train", batch_size=args.batch_size, repeat=True, drop_remainder=True, seed=args.seed
     )
     samples = os.path.join(out_dir, name)
+    shutil.rmtree(samples, ignore_errors=True)  # no stale grids from an earlier, longer run
     grid = SampleGrid(
         grid_conditions(data, args.condition),
         directory=samples,
@@ -278,6 +284,7 @@ def run(args):
         "options": {
             "discriminator_filters": args.discriminator_filters,
             "d_learning_rate": args.d_learning_rate,
+            "beta": args.beta,
         },
     }
     if args.model == "vae":
@@ -371,6 +378,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--discriminator-filters", type=int, nargs="+", default=None, help="gan: D widths"
     )
+    parser.add_argument("--beta", type=float, default=1.0, help="vae: weight of the KL term")
     parser.add_argument(
         "--d-learning-rate", type=float, default=None, help="gan: D Adam lr (default: 4e-4)"
     )
