@@ -44,9 +44,10 @@ from mmrec.models.recommender import Recommender
 from mmrec.training import train
 
 data = mmrec.data.load(data_dir)
-STEP = {"epochs": 3, "steps_per_epoch": 3, "batch_size": 16}
+STEP = {"epochs": 3, "steps_per_epoch": 3, "batch_size": 16, "sample_every": 10}
 CONFIGS = {
-    "recommender": {"preset": "tiny", **STEP, "modalities": ["image"], "embedding_dim": 8,
+    "recommender": {"preset": "tiny", **{k: v for k, v in STEP.items() if k != "sample_every"},
+                    "modalities": ["image"], "embedding_dim": 8,
                     "encoder_config": {"image": {"filters": [4, 8]}}, "id_only_baseline": False},
     "gan": {"preset": "tiny", **STEP, "latent_dim": 8, "generator_filters": [16, 8, 8, 4],
             "discriminator_filters": [4, 8, 8]},

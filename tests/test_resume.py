@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import mmrec
+from mmrec.evaluation.generation import AttributeJudge
 from mmrec.training.monitoring import PAUSE_ENV
 
 pytestmark = pytest.mark.slow
@@ -38,7 +39,6 @@ CONFIGS = {
         "latent_dim": 8,
         "generator_filters": [16, 8, 8, 4],
         "discriminator_filters": [4, 8, 8],
-        "judge_epochs": 1,
     },
 }
 LOSSES = {"recommender": ["loss", "val_loss"], "gan": ["d_loss", "g_loss", "val_d_loss"]}
@@ -51,11 +51,16 @@ def setup(tmp_path_factory):
     mmrec.data.write_shapes(
         data, mmrec.data.ShapesConfig(num_items=60, num_users=24), progress=False
     )
-    return root, data
+    # The GAN's runs share an (untrained) judge: the comparison is of the training.
+    judge = str(root / "judge.keras")
+    AttributeJudge.from_dataset(mmrec.data.load(data), filters=(4, 8, 8), feature_dim=8).save(judge)
+    return root, data, judge
 
 
-def command(kind, data, config, out):
+def command(kind, data, config, out, judge):
     arguments = ["train", kind, "--data", data, "--out", out, "--config", config]
+    if kind == "gan":
+        arguments += ["--judge", judge]
     return [sys.executable, "-m", "mmrec.cli", *arguments, "--seed", "3"]
 
 
@@ -79,14 +84,14 @@ def read_metrics(run):
 
 @pytest.mark.parametrize("kind", ["recommender", "gan"])
 def test_sigkilled_run_resumes_from_its_backup_and_matches_an_uninterrupted_run(setup, kind):
-    root, data = setup
+    root, data, judge = setup
     config = str(root / f"{kind}.json")
     with open(config, "w") as f:
         json.dump(CONFIGS[kind], f)
     interrupted, reference = str(root / f"{kind}-interrupted"), str(root / f"{kind}-reference")
     # The uninterrupted run trains meanwhile (the killed one sleeps between its steps).
     uninterrupted = subprocess.Popen(
-        command(kind, data, config, reference),
+        command(kind, data, config, reference, judge),
         env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -94,7 +99,7 @@ def test_sigkilled_run_resumes_from_its_backup_and_matches_an_uninterrupted_run(
     )
     # 0.4 s per step: an epoch takes 1.6 s, so the kill lands inside an epoch.
     victim = subprocess.Popen(
-        command(kind, data, config, interrupted),
+        command(kind, data, config, interrupted, judge),
         env=environment(**{PAUSE_ENV: "0.4"}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -114,7 +119,7 @@ def test_sigkilled_run_resumes_from_its_backup_and_matches_an_uninterrupted_run(
 
     # The same command again: it resumes after the last completed epoch and finishes.
     resumed = subprocess.run(
-        command(kind, data, config, interrupted),
+        command(kind, data, config, interrupted, judge),
         env=environment(),
         capture_output=True,
         text=True,

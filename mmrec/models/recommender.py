@@ -300,7 +300,9 @@ class Recommender(keras.Model):
         return {"loss": self.loss_tracker.result()}
 
     def test_step(self, batch):
-        self.loss_tracker.update_state(self._loss(batch, training=False))
+        # Keras' Loss divides by the replica count; undo that so val_loss is per example.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.loss_tracker.update_state(self._loss(batch, training=False) * replicas)
         return {"loss": self.loss_tracker.result()}
 
     @property
