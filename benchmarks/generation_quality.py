@@ -13,10 +13,11 @@ with ``model.fit`` on ``data.generation_pairs("train")``, then scores it with
 * attributes / text: conditional accuracy on the held-out items' conditions,
   FCD/KCD against the real held-out images, diversity;
 * user: personalisation hit-rate of generated images next to the users' own
-  held-out (test) items and random items. The user encoder is a stand-in until
-  the recommender's exists: an ID-only two-tower (item-id embeddings, mean-pooled
-  history, full softmax over the catalogue on next-item prediction, trained
-  here in under a minute), frozen;
+  held-out (test) items and random items, at temperature 1 and 0.5. The user
+  encoder is a stand-in until the recommender's exists: a small two-tower (item
+  embedding = item-id embedding + mean of the description's WordPiece
+  embeddings; user = mean over the history; full softmax over the catalogue on
+  next-item prediction, trained here in about a minute), frozen;
 * vae: validation reconstruction, KL and negative ELBO (nats per image).
 
 Writes ``<out-dir>/generation_<model>_<condition>.json``, a final sample grid
@@ -298,7 +299,7 @@ def run(args):
     report["generation"] = evaluate_generation(
         model, data, judge, seed=args.seed, temperature=args.temperature
     )
-    if args.condition == "user" and args.temperature == 1.0:
+    if args.condition == "user" and args.temperature != 0.5:
         report["generation_temperature_0.5"] = evaluate_generation(
             model, data, judge, seed=args.seed, temperature=0.5
         )

@@ -383,3 +383,16 @@ def test_losses_are_reduced_per_global_batch_under_tf_distribute(data, tmp_path)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().startswith("ok")
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from mmrec.models import gan as gan_module
+    from mmrec.models import generator as generator_module
+
+    for module in (generator_module, gan_module):
+        result = doctest.testmod(
+            module, extraglobs={"np": np, "tf": tf, "keras": keras, "mmrec": mmrec}
+        )
+        assert result.failed == 0 and result.attempted > 0, module.__name__

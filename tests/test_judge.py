@@ -228,3 +228,15 @@ def test_precision_policy_scope_restores_the_global_policy():
     with pytest.raises(ValueError, match="Expected a policy name"):
         with precision_policy("float64"):
             pass
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import mmrec.training
+    from mmrec.evaluation import generation
+    from mmrec.training import callbacks
+
+    for module in (generation, callbacks, mmrec.training):
+        result = doctest.testmod(module, extraglobs={"np": np, "tf": tf, "keras": keras})
+        assert result.failed == 0 and result.attempted > 0, module.__name__

@@ -161,3 +161,12 @@ def test_vae_errors_say_what_was_expected():
         ConditionalVAE(
             encoder, Generator(16, condition_dim=4, latent_dim=4), conditioner, condition="user"
         )
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from mmrec.models import vae as vae_module
+
+    result = doctest.testmod(vae_module, extraglobs={"np": np, "tf": tf, "keras": keras})
+    assert result.failed == 0 and result.attempted > 0

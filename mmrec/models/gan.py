@@ -30,6 +30,7 @@ from mmrec.models.generator import (
     build_conditioning,
     label_key,
     num_classes,
+    wrap_for_policy,
 )
 
 GAN_LOSSES = ("bce", "hinge")
@@ -52,15 +53,6 @@ def _clone(model, name):
     clone.set_weights(model.get_weights())
     clone.trainable = False
     return clone
-
-
-def wrap_for_policy(optimizer, policy_name):
-    """Wraps ``optimizer`` in a `LossScaleOptimizer` under ``mixed_float16`` (once)."""
-    if policy_name == "mixed_float16" and not isinstance(
-        optimizer, keras.optimizers.LossScaleOptimizer
-    ):
-        return keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
 
 
 @keras.saving.register_keras_serializable(package="mmrec")
@@ -100,6 +92,7 @@ class ConditionalGAN(ConditionalImageModel):
 
     Example:
 
+    >>> from mmrec.models import AttributeConditioner, Discriminator, Generator
     >>> attributes = {"shape": 8, "colour": 8}
     >>> gan = ConditionalGAN(
     ...     generator=Generator(16, condition_dim=16, latent_dim=8, filters=(16, 8, 4)),
@@ -231,6 +224,7 @@ class ConditionalGAN(ConditionalImageModel):
         )
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self._g_variables())
+        self._build_preference_optimizer(policy)
         self.gan_loss = loss
         self.ac_weight = float(ac_weight)
         self.r1_weight = float(r1_weight)
@@ -340,6 +334,8 @@ class ConditionalGAN(ConditionalImageModel):
             scaled = self.g_optimizer.scale_loss(g_loss)
         self.g_optimizer.apply(tape.gradient(scaled, g_variables), g_variables)
         self._update_ema()
+        if self.condition == "user":
+            condition_loss = self._train_preferences(data, labels)
 
         replicas = _num_replicas()
         self.d_loss_tracker.update_state(d_loss * replicas)
@@ -373,6 +369,9 @@ class ConditionalGAN(ConditionalImageModel):
         condition_loss = self._condition_loss(data, condition, labels, training=False)
         if condition_loss is not None:
             g_per_example += condition_loss
+        if self.condition == "user":
+            condition_loss = self._preference_loss(data, labels)
+        if condition_loss is not None:
             self.condition_loss_tracker.update_state(ops.mean(condition_loss))
         replicas = _num_replicas()
         self.d_loss_tracker.update_state(_mean_over_global_batch(d_per_example) * replicas)

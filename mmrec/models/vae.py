@@ -22,13 +22,14 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from mmrec.models.gan import _mean_over_global_batch, _num_replicas, wrap_for_policy
+from mmrec.models.gan import _mean_over_global_batch, _num_replicas
 from mmrec.models.generator import (
     ConditionalImageModel,
     Generator,
     ScaleImages,
     VAEEncoder,
     build_conditioning,
+    wrap_for_policy,
 )
 
 _BIN = 1.0 / 255.0  # half the width of one 8-bit bin in [-1, 1]
@@ -69,7 +70,9 @@ class ConditionalVAE(ConditionalImageModel):
     conditioning path's auxiliary loss, as in `ConditionalGAN`); the
     reparameterisation noise comes from a `keras.random.SeedGenerator`.
     ``evaluate`` reports ``reconstruction`` (``−E_q log p(x|z,c)``), ``kl`` and
-    ``neg_elbo`` (their sum with β = 1), in nats per image. `generate` decodes
+    ``neg_elbo`` (their sum with β = 1), in nats per image; ``loss`` is the
+    training objective (β-weighted, plus the text path's auxiliary loss), and
+    text and user models also report ``condition_loss``. `generate` decodes
     ``z ~ N(0, I)`` and returns the decoder's mean image.
 
     Args:
@@ -83,6 +86,7 @@ class ConditionalVAE(ConditionalImageModel):
 
     Example:
 
+    >>> from mmrec.models import AttributeConditioner
     >>> attributes = {"shape": 8, "colour": 8}
     >>> vae = ConditionalVAE(
     ...     encoder=VAEEncoder(16, condition_dim=16, latent_dim=8, filters=(8, 16)),
@@ -143,6 +147,7 @@ class ConditionalVAE(ConditionalImageModel):
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
         self.neg_elbo_tracker = keras.metrics.Mean(name="neg_elbo")
+        self.condition_loss_tracker = keras.metrics.Mean(name="condition_loss")
         self.built = True
 
     @property
@@ -151,12 +156,11 @@ class ConditionalVAE(ConditionalImageModel):
 
     @property
     def metrics(self):
-        return [
-            self.loss_tracker,
-            self.reconstruction_tracker,
-            self.kl_tracker,
-            self.neg_elbo_tracker,
-        ]
+        metrics = [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+        metrics.append(self.neg_elbo_tracker)
+        if self.condition != "attributes":
+            metrics.append(self.condition_loss_tracker)
+        return metrics
 
     def compile(self, optimizer=None, jit_compile="auto", **kwargs):
         """Adam(1e-3) by default (wrapped in a `LossScaleOptimizer` under ``mixed_float16``)."""
@@ -165,6 +169,7 @@ class ConditionalVAE(ConditionalImageModel):
         )
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
         self.optimizer.build(self._variables())
+        self._build_preference_optimizer(self.decoder.dtype_policy.name)
 
     def get_compile_config(self):
         # Optimizer states are not saved: a loaded model generates, and trains again
@@ -195,8 +200,10 @@ class ConditionalVAE(ConditionalImageModel):
         condition_loss = self._condition_loss(data, condition, labels, training=training)
         return reconstruction, kl, condition_loss
 
-    def _track(self, loss, reconstruction, kl):
+    def _track(self, loss, reconstruction, kl, condition_loss):
         replicas = _num_replicas()
+        if condition_loss is not None:
+            self.condition_loss_tracker.update_state(ops.mean(condition_loss))
         self.loss_tracker.update_state(loss * replicas)
         self.reconstruction_tracker.update_state(ops.mean(reconstruction))
         self.kl_tracker.update_state(ops.mean(kl))
@@ -213,14 +220,19 @@ class ConditionalVAE(ConditionalImageModel):
             loss = _mean_over_global_batch(per_example)
             scaled = self.optimizer.scale_loss(loss)
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        return self._track(loss, reconstruction, kl)
+        if self.condition == "user":
+            condition_loss = self._train_preferences(data, self._labels(data))
+        return self._track(loss, reconstruction, kl, condition_loss)
 
     def test_step(self, data):
         reconstruction, kl, condition_loss = self._terms(data, training=False)
         per_example = reconstruction + self.beta * kl
         if condition_loss is not None:
             per_example += condition_loss
-        return self._track(_mean_over_global_batch(per_example), reconstruction, kl)
+        if self.condition == "user":
+            condition_loss = self._preference_loss(data, self._labels(data))
+        loss = _mean_over_global_batch(per_example)
+        return self._track(loss, reconstruction, kl, condition_loss)
 
     def _decode(self, noise, condition_inputs):
         condition = self.conditioner(condition_inputs, training=False)
