@@ -1,7 +1,9 @@
-"""Quality of conditional generation on the shapes benchmark, measured by an independent judge.
+"""Quality of conditional generation (shapes or Fashion-MNIST), measured by an independent judge.
 
     nice python benchmarks/generation_quality.py --data tf_records/shapes \
         --model gan --condition attributes --minutes 20
+    nice python benchmarks/generation_quality.py --data tf_records/fashion \
+        --model vae --condition attributes --minutes 15 --out-dir benchmarks/results/fashion
 
 One command trains one generator (``--model gan|vae``, ``--condition
 attributes|text|user``) for a fixed CPU budget (``--minutes``, training only)
@@ -52,6 +54,7 @@ from mmrec.evaluation.generation import (  # noqa: E402
 from mmrec.layers import UserEncoder  # noqa: E402
 from mmrec.models import ConditionalGAN, ConditionalVAE  # noqa: E402
 from mmrec.training import SampleGrid, TimeLimit, write_png  # noqa: E402
+from mmrec.training.samples import grid_conditions as default_grid_conditions  # noqa: E402
 
 TARGETS = {"shape": 0.90, "colour": 0.90}  # the issue's conditional-accuracy targets (cGAN)
 JUDGE_TARGET = 0.98
@@ -147,7 +150,12 @@ def train_stand_in_user_encoder(data, embedding_dim=32, epochs=8, seed=0):
 def grid_conditions(data, condition):
     catalogue = data.catalogue()
     _, held_out = judge_split(catalogue.num_items)
-    if condition == "attributes":
+    if condition == "attributes" and set(data.info.attributes) == {
+        "shape",
+        "colour",
+        "pattern",
+        "size",
+    }:
         # Every shape once, each in a different colour, on a plain background, large.
         return {
             "shape": list(range(8)),
@@ -155,6 +163,11 @@ def grid_conditions(data, condition):
             "pattern": [i % 4 for i in range(8)],
             "size": [2] * 8,
         }
+    if condition == "attributes":
+        # Any other dataset: one row per class of its first attribute (e.g. each
+        # Fashion-MNIST category), the others cycling.
+        rows = len(next(iter(data.info.attributes.values())))
+        return default_grid_conditions(data, condition, rows=rows)
     if condition == "text":
         return [t.decode() for t in catalogue.texts.numpy()[held_out[:8]]]
     interactions = next(iter(data.interactions("test", batch_size=8, shuffle=False)))

@@ -8,6 +8,7 @@ from mmrec.data import ShapesConfig, load, write_shapes
 from mmrec.evaluation.ranking import (
     OracleBaseline,
     PopularityBaseline,
+    PosteriorBaseline,
     evaluate_ranking,
     ndcg_at_k,
     ranking_table,
@@ -89,3 +90,47 @@ def test_oracle_beats_popularity_and_chance(data):
     table = ranking_table(results)
     assert table.splitlines()[0].split()[:3] == ["model", "R@10", "R@20"]
     assert "oracle" in table and "with a cold target" in table
+
+
+def test_posterior_finds_the_favourites_a_history_shows(data):
+    posterior = PosteriorBaseline(data)
+    labels = data.catalogue().labels
+    # Every item that is red (colour 0) or green (3): a history that only shows those two.
+    shown = np.flatnonzero(np.isin(labels["colour"], [0, 3]))[:30]
+    history = np.full((2, 50), -1)
+    history[0, : len(shown)] = shown
+    p = posterior.favourite_probabilities(history)
+    colour = p["colour"]
+    # Users have exactly two favourite colours: the probabilities sum to 2.
+    np.testing.assert_allclose(colour.sum(axis=1), 2.0, rtol=1e-6)
+    assert colour[0, 0] > 0.99 and colour[0, 3] > 0.99
+    assert colour[0, [1, 2, 4, 5, 6, 7]].max() < 0.01
+    # An empty history leaves the prior: every colour possible, none certain.
+    assert 0.0 < colour[1].min() and colour[1].max() < 0.9
+    # Scores: favourite-coloured items above the others, and the true popularity adds on.
+    batch = {"history": history, "target": np.zeros(2, int)}
+    scores = posterior(batch)
+    red_or_green = np.isin(labels["colour"], [0, 3])
+    assert scores[0, red_or_green].mean() > scores[0, ~red_or_green].mean() + 2.0
+    with_popularity = PosteriorBaseline(data, popularity="true")(batch)
+    info = data.info
+    expected = (
+        info.affinity["popularity"]
+        / info.affinity["temperature"]
+        * np.log(data.catalogue().popularity)
+    )
+    np.testing.assert_allclose(with_popularity - scores, np.tile(expected, (2, 1)), atol=1e-6)
+    with pytest.raises(ValueError, match="Expected popularity='none' or 'true'"):
+        PosteriorBaseline(data, popularity="counts")
+
+
+def test_posterior_with_true_popularity_sits_between_popularity_and_oracle(data):
+    recall = {
+        name: evaluate_ranking(scorer, data, "test")["overall"]["recall@50"]
+        for name, scorer in {
+            "popularity": PopularityBaseline(data),
+            "posterior": PosteriorBaseline(data, popularity="true"),
+            "oracle": OracleBaseline(data),
+        }.items()
+    }
+    assert recall["popularity"] < recall["posterior"] <= recall["oracle"] + 0.05

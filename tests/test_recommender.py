@@ -48,6 +48,49 @@ def test_top_k_excluding_matches_brute_force_across_chunks():
         np.testing.assert_allclose(scores[row], full[row, expected], rtol=1e-5)
 
 
+def test_top_k_excluding_adds_the_item_bias_in_every_chunk():
+    rng = np.random.default_rng(1)
+    users, items = rng.normal(size=(4, 3)), rng.normal(size=(57, 3))
+    bias = rng.normal(scale=3.0, size=57)  # large enough to reorder the items
+    exclude = np.array([[0, -1], [56, 3], [-1, -1], [10, 11]])
+    ids, scores = top_k_excluding(users, items, exclude, k=9, chunk_size=8, item_bias=bias)
+    full = users @ items.T + bias
+    for row in range(4):
+        banned = set(exclude[row][exclude[row] >= 0])
+        expected = [i for i in np.argsort(-full[row]) if i not in banned][:9]
+        np.testing.assert_array_equal(ids[row], expected)
+        np.testing.assert_allclose(scores[row], full[row, expected], rtol=1e-5)
+
+
+def test_item_bias_is_learned_for_seen_items_only_and_part_of_every_score(data):
+    keras.utils.set_random_seed(0)
+    rec = _tiny(data, temperature=0.5)
+    rec.compile(keras.optimizers.Adam(1e-2))
+    rec.fit(data.interactions("train", batch_size=64), epochs=1, verbose=0)
+    targets = np.concatenate([b["target"].numpy() for b in data.interactions("train")])
+    seen = np.zeros(data.info.num_items, bool)
+    seen[targets] = True
+    bias = rec.item_bias.numpy()
+    assert not seen.all(), "the tiny data set should have items that are never a target"
+    np.testing.assert_array_equal(bias[~seen], 0.0)  # cold and unchosen items: the average
+    assert np.all(bias[seen] != 0.0)
+    history = [[3, 17, 42], [5]]
+    items = rec.item_embeddings()
+    users = rec.user_embeddings(np.array([[3, 17, 42] + [-1] * 47, [5] + [-1] * 49]), items)
+    expected = np.asarray(users) @ np.asarray(items).T / 0.5 + bias
+    np.testing.assert_allclose(rec.score_items(history), expected, rtol=1e-4, atol=1e-4)
+    ids, scores = rec.recommend(history, k=5)
+    np.testing.assert_allclose(scores, np.take_along_axis(expected, ids, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_models_saved_before_the_item_bias_load_without_one(data):
+    config = _tiny(data).get_config()
+    assert config["item_bias"] is True
+    for key in ("item_bias", "item_bias_l2"):
+        del config[key]
+    assert Recommender.from_config(config).item_bias is None
+
+
 def test_recommend_shapes_order_and_history_exclusion(data):
     rec = _tiny(data)
     history = [[3, 17, 42], [5], []]

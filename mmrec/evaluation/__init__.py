@@ -14,6 +14,7 @@ from mmrec.evaluation.generation import (
 from mmrec.evaluation.ranking import (
     OracleBaseline,
     PopularityBaseline,
+    PosteriorBaseline,
     evaluate_ranking,
     ndcg_at_k,
     ranking_table,
@@ -25,6 +26,7 @@ __all__ = [
     "conditional_accuracy",
     "OracleBaseline",
     "PopularityBaseline",
+    "PosteriorBaseline",
     "diversity",
     "evaluate_ranking",
     "ndcg_at_k",

@@ -10,10 +10,13 @@ the chance result rather than a lucky or unlucky one.
 
 The same code scores trained models and the baselines: popularity, the ID-only
 two-tower model (a `Recommender` without content) and, where ground truth exists,
-the oracle (the true affinity the interactions were sampled from).
+the oracle (the true affinity the interactions were sampled from) and the
+posterior reference (what the simulator's own model infers from a history).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -77,6 +80,99 @@ class OracleBaseline:
 
     def __call__(self, batch) -> np.ndarray:
         return self.scores[np.asarray(batch["user_id"])]
+
+
+class PosteriorBaseline:
+    """The Bayes posterior over each user's favourites, given only their history.
+
+    A reference for how well *any* model can rank from a history. It knows what
+    no trained model is told — the simulator's affinity weights, the catalogue's
+    true labels and the population's distribution of favourites — but not the
+    user's favourites: for each preference attribute it enumerates the possible
+    favourite sets F (the sizes the dataset's users have), weighs each by its
+    prior and by the likelihood of the history's label counts under
+    softmax(affinity / temperature) sampling (favourite labels weighted
+    ``exp(w / temperature)``, popularity averaged out), and scores item i by
+    ``Σ_a log E[exp(w_a / T · [label_a(i) ∈ F_a]) | history]``, the log of the
+    posterior predictive up to a constant.
+
+    With ``popularity="true"`` the item's true ``w_pop / T · log popularity`` is
+    added (the oracle's knowledge of popularity, no model has it); with
+    ``"none"`` items with equal labels tie, and the protocol ranks ties at their
+    midpoint.
+    """
+
+    name = "posterior"
+
+    def __init__(self, data, popularity: str = "none"):
+        info = data.info
+        if not info.affinity or not info.user_preferences:
+            raise ValueError(f"{data.path}: the dataset has no ground truth for a posterior.")
+        if popularity not in ("none", "true"):
+            raise ValueError(
+                f"Expected popularity='none' or 'true'. Received: popularity={popularity!r}"
+            )
+        catalogue, users = data.catalogue(), data.users()
+        self.temperature = info.affinity["temperature"]
+        self.labels = catalogue.labels
+        self.attributes = {}
+        for name in info.user_preferences:
+            classes = len(info.attributes[name])
+            weight = info.affinity[name] / self.temperature
+            favourites = users[f"pref_{name}"]
+            self.attributes[name] = _favourite_sets(
+                favourites, classes, weight, np.bincount(self.labels[name], minlength=classes)
+            )
+        self.bias = np.zeros(catalogue.num_items)
+        if popularity == "true":
+            weight = info.affinity["popularity"] / self.temperature
+            self.bias = weight * np.log(catalogue.popularity)
+
+    def favourite_probabilities(self, history: np.ndarray) -> dict[str, np.ndarray]:
+        """P(label ∈ favourites | history) per attribute: ``{name: [B, classes]}``."""
+        history = np.asarray(history)
+        valid = history != PAD_ID
+        out = {}
+        for name, (sets, log_prior, log_z, weight) in self.attributes.items():
+            labels = self.labels[name][np.maximum(history, 0)]
+            counts = np.stack(
+                [((labels == c) & valid).sum(axis=1) for c in range(sets.shape[1])], axis=1
+            )
+            log_post = weight * counts @ sets.T - valid.sum(1, keepdims=True) * log_z + log_prior
+            post = np.exp(log_post - log_post.max(axis=1, keepdims=True))
+            out[name] = (post / post.sum(axis=1, keepdims=True)) @ sets
+        return out
+
+    def __call__(self, batch) -> np.ndarray:
+        scores = np.broadcast_to(self.bias, (len(batch["target"]), len(self.bias))).copy()
+        for name, p in self.favourite_probabilities(batch["history"]).items():
+            weight = self.attributes[name][3]
+            scores += np.log1p(p * np.expm1(weight))[:, self.labels[name]]
+        return scores
+
+
+def _favourite_sets(favourites, classes, weight, label_counts):
+    """Every favourite set the population has a size for: (sets, log prior, log Z, weight).
+
+    The prior of a set is P(size) · Π P(label is a favourite) (the population's
+    frequencies, add-one smoothed); Z(F) = Σ_c P(label c in the catalogue) ·
+    exp(weight · [c ∈ F]) normalises one sampled item's label likelihood.
+    """
+    sizes = (favourites != PAD_ID).sum(axis=1)
+    size_prior = np.bincount(sizes, minlength=classes + 1) / len(sizes)
+    frequency = np.bincount(favourites[favourites != PAD_ID], minlength=classes) + 1.0
+    frequency = frequency / frequency.sum()
+    sets, log_prior = [], []
+    for size in np.flatnonzero(size_prior):
+        for chosen in itertools.combinations(range(classes), int(size)):
+            row = np.zeros(classes)
+            row[list(chosen)] = 1.0
+            sets.append(row)
+            log_prior.append(np.log(size_prior[size]) + np.log(frequency[list(chosen)]).sum())
+    sets = np.array(sets)
+    share = label_counts / label_counts.sum()
+    log_z = np.log((share[None, :] * np.exp(weight * sets)).sum(axis=1))
+    return sets, np.array(log_prior), log_z, weight
 
 
 class ModelScorer:

@@ -127,8 +127,8 @@ def recommender_endpoints(rec, k=10):
     pass and one matrix product, not a pass over the whole catalogue.
 
     * ``recommend``: ``history`` int32 ``[B, L]`` (padded with -1) → ``item_ids``
-      int32 ``[B, k]`` and ``scores`` float32 ``[B, k]``, best first, the
-      history's items excluded;
+      int32 ``[B, k]`` and ``scores`` float32 ``[B, k]`` (the model's logits,
+      ``cos / temperature + item_bias``), best first, the history's items excluded;
     * ``embed_user``: ``history`` → ``user_embedding`` float32 ``[B, D]``;
     * ``embed_item``: the item's content (``image`` uint8 ``[B, H, W, 3]``,
       ``text`` tf.string ``[B]`` tokenised in the graph, ``audio`` float32
@@ -144,6 +144,9 @@ def recommender_endpoints(rec, k=10):
         trainable=False,
         name="item_embeddings",
     )
+    bias = None
+    if rec.item_bias is not None:
+        bias = tf.Variable(ops.convert_to_numpy(rec.item_bias), trainable=False, name="item_bias")
     history_spec = {"history": _spec([None, None], tf.int32, "history")}
     history_example = {"history": _example_histories(rec.num_items)}
 
@@ -153,7 +156,7 @@ def recommender_endpoints(rec, k=10):
 
     def recommend(inputs):
         history, user = users(inputs["history"])
-        ids, scores = top_k_excluding(user, items, history, k)
+        ids, scores = top_k_excluding(user / rec.temperature, items, history, k, item_bias=bias)
         return {"item_ids": tf.cast(ids, tf.int32), "scores": _float32(scores)}
 
     def embed_user(inputs):

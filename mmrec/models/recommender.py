@@ -10,6 +10,12 @@ are corrected for the candidates' sampling probability (keras-rs
 `SamplingProbabilityCorrection`) and whose accidental hits (the same item as the
 positive, elsewhere in the batch) are removed.
 
+A score is the model's logit, ``cos(user, item) / temperature + item_bias[item]``.
+The optional per-item bias carries what content cannot show: how popular an item
+is beyond its attributes (see docs/recommender.md for how much that is worth).
+Items never seen in training (cold items) keep a bias of 0, the average, because
+an L2 penalty holds the learned biases around 0.
+
 `recommend` ranks the whole catalogue in chunks (bounded memory), excluding the
 user's history. The generators personalise through `user_encoder`.
 """
@@ -42,14 +48,16 @@ def remove_accidental_hits(logits, candidate_ids):
     return ops.where(accidental, ops.cast(_REMOVED, logits.dtype), logits)
 
 
-def top_k_excluding(user_embeddings, item_embeddings, exclude, k, chunk_size=65536):
-    """Top-k items by dot product, never returning an id in `exclude` (padded with -1).
+def top_k_excluding(user_embeddings, item_embeddings, exclude, k, chunk_size=65536, item_bias=None):
+    """Top-k items by dot product (plus `item_bias`), never returning an id in `exclude`.
 
-    Scores are computed for `chunk_size` items at a time and merged, so memory is
-    O(batch × chunk_size) whatever the catalogue size.
+    `exclude` is int [B, L], padded with -1. Scores are computed for `chunk_size`
+    items at a time and merged, so memory is O(batch × chunk_size) whatever the
+    catalogue size.
     """
     users = tf.convert_to_tensor(user_embeddings, tf.float32)
     items = tf.convert_to_tensor(item_embeddings, tf.float32)
+    bias = None if item_bias is None else tf.convert_to_tensor(item_bias, tf.float32)
     exclude = tf.convert_to_tensor(exclude, tf.int32)
     num_items = int(items.shape[0])
     k = min(k, num_items)
@@ -57,6 +65,8 @@ def top_k_excluding(user_embeddings, item_embeddings, exclude, k, chunk_size=655
     for start in range(0, num_items, chunk_size):
         block = items[start : start + chunk_size]
         scores = tf.matmul(users, block, transpose_b=True)
+        if bias is not None:
+            scores += bias[None, start : start + chunk_size]
         ids = tf.range(start, start + tf.shape(block)[0], dtype=tf.int32)
         excluded = tf.reduce_any(exclude[:, :, None] == ids[None, None, :], axis=1)
         scores = tf.where(excluded, -np.inf, scores)
@@ -85,6 +95,9 @@ class Recommender(keras.Model):
         item_encoder: a `MultimodalItemEncoder` taking those features (text as
             token ids), or None for an ID-only model.
         item_id_embedding: add a learned per-item embedding to the item tower.
+        item_bias: add a learned per-item bias to the logits (0 for items never
+            seen in training).
+        item_bias_l2: the L2 penalty on the biases, per training batch.
         user_pooling: `UserEncoder` pooling, "mean" or "transformer".
         temperature: softmax temperature on cosine similarities.
         item_frequencies: how often each item is a training target (for the
@@ -109,6 +122,8 @@ class Recommender(keras.Model):
         num_items=None,
         item_encoder=None,
         item_id_embedding=False,
+        item_bias=False,
+        item_bias_l2=1e-4,
         user_pooling="mean",
         temperature=0.2,
         item_frequencies=None,
@@ -144,6 +159,8 @@ class Recommender(keras.Model):
         embedding_dim = embedding_dim or 64
         if temperature <= 0:
             raise ValueError(f"Expected temperature > 0. Received: temperature={temperature}")
+        if item_bias_l2 < 0:
+            raise ValueError(f"Expected item_bias_l2 >= 0. Received: item_bias_l2={item_bias_l2}")
 
         # === Layers ===
         self.item_encoder = item_encoder
@@ -189,11 +206,17 @@ class Recommender(keras.Model):
             shape=(num_items,), initializer="zeros", trainable=False, name="sampling_probability"
         )
         self.sampling_probability.assign(probability.astype("float32"))
+        self.item_bias = None
+        if item_bias:
+            self.item_bias = self.add_weight(
+                shape=(num_items,), initializer="zeros", trainable=True, name="item_bias"
+            )
         self.loss_tracker = keras.metrics.Mean(name="loss")
 
         # === Config ===
         self.num_items = num_items
         self.item_id_embedding = item_id_embedding
+        self.item_bias_l2 = float(item_bias_l2)
         self.user_pooling = user_pooling
         self.temperature = temperature
         self.max_history = max_history
@@ -278,10 +301,18 @@ class Recommender(keras.Model):
         target = ops.cast(batch["target"], "int32")
         logits = ops.matmul(users, ops.transpose(ops.take(items, target, axis=0)))
         logits = logits / self.temperature
+        if self.item_bias is not None:
+            logits = logits + ops.take(self.item_bias, target)[None, :]
         logits = self.correction(logits, ops.take(self.sampling_probability, target))
         logits = remove_accidental_hits(logits, target)
         labels = ops.eye(ops.shape(logits)[0])
-        return self.loss_fn(labels, logits)
+        loss = self.loss_fn(labels, logits)
+        if self.item_bias is not None and self.item_bias_l2:
+            # Divided like the loss (Keras' Loss divides by the replica count), so the
+            # summed replica gradients carry the penalty once.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss = loss + self.item_bias_l2 * ops.sum(ops.square(self.item_bias)) / replicas
+        return loss
 
     def train_step(self, batch):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -321,7 +352,8 @@ class Recommender(keras.Model):
             item_embeddings: the catalogue's embeddings from `item_embeddings()`, to
                 reuse across calls (they are computed here if not given).
         Returns:
-            `(ids int32 [B, k], scores float32 [B, k])`, best first.
+            `(ids int32 [B, k], scores float32 [B, k])`, best first; a score is
+            the model's logit (see `score_items`).
         """
         history = _pad_histories(history, self.max_history)
         _check_ids(history, self.num_items)
@@ -333,19 +365,28 @@ class Recommender(keras.Model):
             rows = history[start : start + batch_size]
             users = self.user_embeddings(rows, items)
             exclude = rows if exclude_history else np.full_like(rows, PAD_ID)
-            top_ids, top_scores = top_k_excluding(users, items, exclude, k)
+            top_ids, top_scores = top_k_excluding(
+                users / self.temperature, items, exclude, k, item_bias=self.item_bias
+            )
             ids.append(top_ids.numpy())
             scores.append(top_scores.numpy())
         return np.concatenate(ids), np.concatenate(scores)
 
     def score_items(self, history, batch_size=1024, item_embeddings=None):
-        """Scores of every catalogue item for each history: float32 [B, N]."""
+        """Scores of every catalogue item for each history: float32 [B, N].
+
+        A score is the logit the model was trained with:
+        ``cos(user, item) / temperature + item_bias[item]``.
+        """
         history = _pad_histories(history, self.max_history)
         items = item_embeddings
         if items is None:
             items = self.item_embeddings(batch_size=batch_size)
         users = self.user_embeddings(history, items)
-        return ops.convert_to_numpy(ops.matmul(users, ops.transpose(items)))
+        scores = ops.matmul(users, ops.transpose(items)) / self.temperature
+        if self.item_bias is not None:
+            scores = scores + self.item_bias[None, :]
+        return ops.convert_to_numpy(scores)
 
     # --- construction -------------------------------------------------------------------
 
@@ -357,6 +398,7 @@ class Recommender(keras.Model):
         fusion="concat",
         embedding_dim=64,
         item_id_embedding=False,
+        item_bias=True,
         user_pooling="mean",
         encoder_config=None,
         **kwargs,
@@ -364,7 +406,8 @@ class Recommender(keras.Model):
         """Wires catalogue, vocabulary, sizes and target frequencies from a dataset.
 
         `modalities=None` uses every modality the dataset has; `modalities=()` with
-        `item_id_embedding=True` gives the ID-only baseline.
+        `item_id_embedding=True` gives the ID-only baseline. A per-item bias is on
+        by default (`item_bias=True`).
         """
         modalities = tuple(data.info.modalities if modalities is None else modalities)
         catalogue = data.catalogue()
@@ -401,6 +444,7 @@ class Recommender(keras.Model):
             num_items=data.info.num_items,
             item_encoder=item_encoder,
             item_id_embedding=item_id_embedding,
+            item_bias=item_bias,
             user_pooling=user_pooling,
             item_frequencies=frequencies,
             tokenizer=tokenizer,
@@ -420,6 +464,8 @@ class Recommender(keras.Model):
                 else keras.saving.serialize_keras_object(self.item_encoder)
             ),
             "item_id_embedding": self.item_id_embedding,
+            "item_bias": self.item_bias is not None,
+            "item_bias_l2": self.item_bias_l2,
             "user_pooling": self.user_pooling,
             "temperature": self.temperature,
             "tokenizer": (
