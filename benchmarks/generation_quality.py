@@ -16,10 +16,12 @@ with ``model.fit`` on ``data.generation_pairs("train")``, then scores it with
   FCD/KCD against the real held-out images, diversity;
 * user: personalisation hit-rate of generated images next to the users' own
   held-out (test) items and random items, at temperature 1 and 0.5. The user
-  encoder is a stand-in until the recommender's exists: a small two-tower (item
-  embedding = item-id embedding + mean of the description's WordPiece
-  embeddings; user = mean over the history; full softmax over the catalogue on
-  next-item prediction, trained here in about a minute), frozen;
+  encoder is the frozen user tower of a trained `Recommender` given with
+  ``--recommender PATH.keras`` (e.g. the multimodal model saved by
+  ``benchmarks/recommender_quality.py``); without it, a quick stand-in: an
+  ID-only two-tower's user tower (item-id embeddings, mean over the history,
+  full softmax over the catalogue on next-item prediction, trained here in
+  about a minute), frozen;
 * vae: validation reconstruction, KL and negative ELBO (nats per image).
 
 Writes ``<out-dir>/generation_<model>_<condition>.json``, a final sample grid
@@ -53,7 +55,7 @@ from mmrec.evaluation.generation import (  # noqa: E402
 )
 from mmrec.layers import UserEncoder  # noqa: E402
 from mmrec.models import ConditionalGAN, ConditionalVAE  # noqa: E402
-from mmrec.training import SampleGrid, TimeLimit, write_png  # noqa: E402
+from mmrec.training import SampleGrid, TimeLimit, frozen_user_encoder, write_png  # noqa: E402
 from mmrec.training.samples import grid_conditions as default_grid_conditions  # noqa: E402
 
 TARGETS = {"shape": 0.90, "colour": 0.90}  # the issue's conditional-accuracy targets (cGAN)
@@ -225,7 +227,12 @@ def run(args):
 
     keras.utils.set_random_seed(args.seed)
     user_encoder, user_encoder_meta = None, None
-    if args.condition == "user":
+    if args.condition == "user" and args.recommender:
+        recommender = keras.saving.load_model(args.recommender)
+        user_encoder = frozen_user_encoder(recommender)
+        user_encoder_meta = {"recommender": args.recommender, "frozen": True}
+        print(f"user encoder: the frozen user tower of {args.recommender}")
+    elif args.condition == "user":
         start = time.perf_counter()
         user_encoder, user_encoder_meta = train_stand_in_user_encoder(data, seed=args.seed)
         user_encoder_meta["seconds"] = round(time.perf_counter() - start, 1)
@@ -387,6 +394,12 @@ def main(argv=None) -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=300)
     parser.add_argument("--judge-epochs", type=int, default=60)
     parser.add_argument("--temperature", type=float, default=1.0, help="user: preference sampling")
+    parser.add_argument(
+        "--recommender",
+        default=None,
+        help="user: a saved Recommender (.keras) whose frozen user tower conditions the model "
+        "(default: a stand-in ID-only tower trained here in about a minute)",
+    )
     parser.add_argument("--out-dir", default="benchmarks/results")
     parser.add_argument("--curve-every", type=int, default=3, help="epochs between judge points")
     parser.add_argument(

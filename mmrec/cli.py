@@ -124,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Full-catalogue ranking evaluation on a leave-last-out split: Recall@K and "
             "NDCG@K for K in {10, 20, 50}, overall and on cold-item targets, for saved "
-            "recommenders (.keras) and the baselines (popularity; oracle where the "
-            "dataset has ground truth). Prints a table and writes JSON."
+            "recommenders (.keras) and the baselines (popularity; where the dataset has "
+            "ground truth: oracle, and posterior / posterior+true_pop, the Bayes "
+            "posterior over a user's favourites given the history, without and with the "
+            "items' true popularity). Prints a table and writes JSON."
         ),
     )
     evaluate.add_argument("--data", required=True, help="dataset folder")
@@ -138,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--split", default="test", choices=("valid", "test"))
     evaluate.add_argument(
-        "--baselines", default="popularity,oracle", help="comma-separated; '' for none"
+        "--baselines",
+        default="popularity,oracle",
+        help="comma-separated, among popularity, oracle, posterior, posterior+true_pop; "
+        "'' for none",
     )
     evaluate.add_argument("--out", default=None, help="JSON file for the results")
     evaluate.set_defaults(run=_evaluate)
@@ -448,17 +453,23 @@ def _evaluate(args) -> int:
     from mmrec.evaluation.ranking import (
         OracleBaseline,
         PopularityBaseline,
+        PosteriorBaseline,
         evaluate_ranking,
         ranking_table,
     )
 
     data = load(args.data)
-    baselines = {"popularity": PopularityBaseline, "oracle": OracleBaseline}
+    baselines = {
+        "popularity": PopularityBaseline,
+        "oracle": OracleBaseline,
+        "posterior": PosteriorBaseline,
+        "posterior+true_pop": lambda d: PosteriorBaseline(d, popularity="true"),
+    }
     scorers = {}
     for name in filter(None, args.baselines.split(",")):
         if name not in baselines:
             raise ValueError(f"Expected baselines among {sorted(baselines)}. Received: {name!r}")
-        if name == "oracle" and not data.info.affinity:
+        if name != "popularity" and not data.info.affinity:
             continue
         scorers[name] = baselines[name](data)
     for spec in args.model:

@@ -68,3 +68,22 @@ def test_bad_arguments_are_usage_errors(capsys):
     with pytest.raises(SystemExit):
         main(["data", "synth", "--items", "0"])
     assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_evaluate_scores_baselines_side_by_side(tmp_path, capsys):
+    data = str(tmp_path / "s")
+    assert main(["data", "synth", "--out", data, "--items", "120", "--users", "60"]) == 0
+    capsys.readouterr()
+    out = str(tmp_path / "results.json")
+    baselines = "popularity,oracle,posterior,posterior+true_pop"
+    assert main(["evaluate", "--data", data, "--baselines", baselines, "--out", out]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[1].split()[:4] == ["model", "R@10", "R@20", "R@50"]
+    results = json.load(open(out))
+    assert list(results) == baselines.split(",")
+    assert all(r["examples"] == 60 for r in results.values())
+    recall = {name: r["overall"]["recall@50"] for name, r in results.items()}
+    assert recall["oracle"] > recall["popularity"]
+    assert recall["posterior+true_pop"] > recall["popularity"]
+    assert main(["evaluate", "--data", data, "--baselines", "median"]) == 2
+    assert "Expected baselines among" in capsys.readouterr().err

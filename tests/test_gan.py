@@ -358,6 +358,14 @@ per_replica = strategy.run(_mean_over_global_batch, args=(next(iter(dataset)),))
 total = float(strategy.reduce("SUM", per_replica, axis=None))
 assert abs(total - values.mean()) < 1e-6, total  # each replica: its sum / the global batch
 
+# Noise differs between replicas (Keras' SeedGenerator alone gives each the same numbers).
+from mmrec.models.generator import replica_seed
+with strategy.scope():
+    seeds = keras.random.SeedGenerator(3)
+draws = strategy.run(tf.function(lambda: tf.random.stateless_normal((4,), replica_seed(seeds))))
+first, second = strategy.experimental_local_results(draws)
+assert np.abs(first.numpy() - second.numpy()).min() > 0, (first, second)
+
 data = mmrec.data.load(sys.argv[1])
 with strategy.scope():
     gan = mmrec.models.ConditionalGAN.from_dataset(

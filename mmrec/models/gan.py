@@ -267,8 +267,8 @@ class ConditionalGAN(ConditionalImageModel):
             return images
         batch, size = ops.shape(images)[0], images.shape[1]
         shift = max(1, size // 8)
-        offsets = keras.random.randint((batch, 2), -shift, shift + 1, seed=self.seed_generator)
-        flip = keras.random.uniform((batch, 1), seed=self.seed_generator) < 0.5
+        offsets = self._randint((batch, 2), -shift, shift + 1)
+        flip = self._uniform((batch, 1)) < 0.5
         positions = ops.arange(size, dtype="int32")[None, :]
         columns = ops.where(flip, size - 1 - positions, positions)
         rows = ops.clip(positions + offsets[:, :1], 0, size - 1)
@@ -286,7 +286,7 @@ class ConditionalGAN(ConditionalImageModel):
         label_inputs = {label_key(n): v for n, v in labels.items()}
 
         # Discriminator: real and fake images share one batch (no batch norm in D).
-        noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        noise = self._normal((batch, self.latent_dim))
         condition = self.conditioner(condition_inputs, training=True)
         fake = self.generator({"noise": noise, "condition": condition}, training=True)
         images = ops.concatenate([real, ops.stop_gradient(fake)], axis=0)
@@ -316,7 +316,7 @@ class ConditionalGAN(ConditionalImageModel):
         self.d_optimizer.apply(tape.gradient(scaled, d_variables), d_variables)
 
         # Generator (and conditioner): fool D and be classified as requested.
-        noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        noise = self._normal((batch, self.latent_dim))
         g_variables = self._g_variables()
         with tf.GradientTape() as tape:
             condition = self.conditioner(condition_inputs, training=True)
@@ -353,7 +353,7 @@ class ConditionalGAN(ConditionalImageModel):
         condition_inputs = self._condition_inputs(data, labels)
         batch = ops.shape(real)[0]
         label_inputs = {label_key(n): v for n, v in labels.items()}
-        noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        noise = self._normal((batch, self.latent_dim))
         fake = self._decode(noise, condition_inputs)
         real_outputs = self.discriminator({"image": real, **label_inputs}, training=False)
         fake_outputs = self.discriminator({"image": fake, **label_inputs}, training=False)

@@ -725,6 +725,23 @@ def wrap_for_policy(optimizer, policy_name):
     return optimizer
 
 
+def replica_seed(seed_generator):
+    """The generator's next seed, distinct on each replica of a `tf.distribute` strategy.
+
+    A `keras.random.SeedGenerator` holds one state for all replicas, so under a
+    `MirroredStrategy` every replica draws the *same* numbers (the same noise
+    for each replica's share of the batch). The replica id is folded into the
+    seed's first word; with one replica the seed is unchanged, so results equal
+    `keras.random.normal(..., seed=seed_generator)`.
+    """
+    seed = seed_generator.next()
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return seed
+    replica = tf.cast(context.replica_id_in_sync_group, seed.dtype)
+    return seed + tf.stack([replica * 7919, tf.zeros_like(replica)])
+
+
 class ConditionalImageModel(keras.Model):
     """What `ConditionalGAN` and `ConditionalVAE` share: conditioning and `generate`.
 
@@ -867,6 +884,18 @@ class ConditionalImageModel(keras.Model):
             for head in self.condition_heads.values():
                 variables += head.trainable_variables
         return variables
+
+    # --- randomness in the train and test steps (distinct per replica) ------------------------
+
+    def _normal(self, shape):
+        return tf.random.stateless_normal(shape, seed=replica_seed(self.seed_generator))
+
+    def _uniform(self, shape):
+        return tf.random.stateless_uniform(shape, seed=replica_seed(self.seed_generator))
+
+    def _randint(self, shape, low, high):
+        seed = replica_seed(self.seed_generator)
+        return tf.random.stateless_uniform(shape, seed, minval=low, maxval=high, dtype="int32")
 
     # --- generation -------------------------------------------------------------------------
 

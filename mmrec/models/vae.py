@@ -191,7 +191,7 @@ class ConditionalVAE(ConditionalImageModel):
         condition = self.conditioner(self._condition_inputs(data, labels), training=training)
         z_mean, z_log_var = self.encoder({"image": real, "condition": condition}, training=training)
         z_log_var = ops.clip(z_log_var, -12.0, 8.0)
-        epsilon = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        epsilon = self._normal(ops.shape(z_mean))
         z = z_mean + ops.exp(0.5 * z_log_var) * epsilon
         mean = self.decoder({"noise": z, "condition": condition}, training=training)
         log_likelihood = discretized_logistic_log_likelihood(real, mean, self.log_scale)
