@@ -134,6 +134,8 @@ def test_saved_model_reloads_with_equal_recommendations(data, tmp_path):
     np.testing.assert_array_equal(
         loaded.catalogue["image"].numpy(), data.catalogue().images.numpy()
     )
+    # The optimizer state comes back too, so training resumes where it stopped.
+    assert int(loaded.optimizer.iterations) == int(rec.optimizer.iterations) == 2
 
 
 def test_id_only_baseline_and_user_encoder(data):

@@ -294,6 +294,9 @@ class Recommender(keras.Model):
         self.compile(
             optimizer=keras.saving.deserialize_keras_object(optimizer) if optimizer else None
         )
+        # Built now, so that the saved optimizer state loads into it (training resumes
+        # where it stopped instead of Keras skipping the state with a warning).
+        self.optimizer.build(self.trainable_variables)
 
     def _loss(self, batch, training):
         items = self.item_embeddings(training)
