@@ -41,6 +41,7 @@ BASE = {
         "fusion": "concat",
         "embedding_dim": 32,
         "item_id_embedding": False,
+        "item_bias": True,
         "user_pooling": "mean",
         "temperature": 0.2,
         # Small encoders: the whole catalogue is embedded at every training step.

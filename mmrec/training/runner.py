@@ -396,6 +396,7 @@ def _build_recommender(data, settings, seed, user_encoder):
         fusion=settings["fusion"],
         embedding_dim=settings["embedding_dim"],
         item_id_embedding=settings["item_id_embedding"],
+        item_bias=settings["item_bias"],
         user_pooling=settings["user_pooling"],
         encoder_config=settings["encoder_config"],
         temperature=settings["temperature"],
