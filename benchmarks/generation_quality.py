@@ -150,30 +150,10 @@ def train_stand_in_user_encoder(data, embedding_dim=32, epochs=8, seed=0):
 
 
 def grid_conditions(data, condition):
-    catalogue = data.catalogue()
-    _, held_out = judge_split(catalogue.num_items)
-    if condition == "attributes" and set(data.info.attributes) == {
-        "shape",
-        "colour",
-        "pattern",
-        "size",
-    }:
-        # Every shape once, each in a different colour, on a plain background, large.
-        return {
-            "shape": list(range(8)),
-            "colour": [(3 * i) % 8 for i in range(8)],
-            "pattern": [i % 4 for i in range(8)],
-            "size": [2] * 8,
-        }
-    if condition == "attributes":
-        # Any other dataset: one row per class of its first attribute (e.g. each
-        # Fashion-MNIST category), the others cycling.
-        rows = len(next(iter(data.info.attributes.values())))
-        return default_grid_conditions(data, condition, rows=rows)
-    if condition == "text":
-        return [t.decode() for t in catalogue.texts.numpy()[held_out[:8]]]
-    interactions = next(iter(data.interactions("test", batch_size=8, shuffle=False)))
-    return [[i for i in row if i >= 0] for row in interactions["history"].numpy().tolist()]
+    """The library's fixed grid conditions: for attributes, one row per class of the
+    first attribute (every shape, or every Fashion-MNIST category), the others cycling."""
+    rows = len(next(iter(data.info.attributes.values()))) if condition == "attributes" else 8
+    return default_grid_conditions(data, condition, rows=rows)
 
 
 # --- a learning curve (monitoring only: the reported model is the last one) ----------------------

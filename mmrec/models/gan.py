@@ -165,8 +165,12 @@ class ConditionalGAN(ConditionalImageModel):
 
     @property
     def metrics(self):
-        metrics = [self.d_loss_tracker, self.g_loss_tracker, self.real_accuracy]
-        metrics.append(self.fake_accuracy)
+        metrics = [
+            self.d_loss_tracker,
+            self.g_loss_tracker,
+            self.real_accuracy,
+            self.fake_accuracy,
+        ]
         if self.condition != "attributes":
             metrics.append(self.condition_loss_tracker)
         return metrics

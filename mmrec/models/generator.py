@@ -424,8 +424,27 @@ class AttributePreferenceModel(keras.Model):
 # === Networks ================================================================================
 
 
+class _ImageNetworkConfig:
+    """``get_config``/``from_config`` of the image networks built from
+    ``(image_size, condition_dim, latent_dim, filters)``: `Generator`, `VAEEncoder`."""
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "image_size": self.image_size,
+            "condition_dim": self.condition_dim,
+            "latent_dim": self.latent_dim,
+            "filters": list(self.filters),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
 @keras.saving.register_keras_serializable(package="mmrec")
-class Generator(keras.Model):
+class Generator(_ImageNetworkConfig, keras.Model):
     """DCGAN-style conditional generator: noise + a conditioning vector → an image in [-1, 1].
 
     ``concat(noise, condition)`` → dense → ``4×4×filters[0]`` → one transposed
@@ -489,20 +508,6 @@ class Generator(keras.Model):
         self.condition_dim = condition_dim
         self.latent_dim = latent_dim
         self.filters = filters
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "image_size": self.image_size,
-            "condition_dim": self.condition_dim,
-            "latent_dim": self.latent_dim,
-            "filters": list(self.filters),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def _conv_stack(filters, spectral_norm, prefix):
@@ -628,7 +633,7 @@ class Discriminator(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="mmrec")
-class VAEEncoder(keras.Model):
+class VAEEncoder(_ImageNetworkConfig, keras.Model):
     """The VAE's encoder: an image in [-1, 1] and its conditioning vector → a Gaussian posterior.
 
     Image → 4×4 stride-2 convolutions with LeakyReLU → flatten, concatenated with
@@ -687,20 +692,6 @@ class VAEEncoder(keras.Model):
         self.condition_dim = condition_dim
         self.latent_dim = latent_dim
         self.filters = filters
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "image_size": self.image_size,
-            "condition_dim": self.condition_dim,
-            "latent_dim": self.latent_dim,
-            "filters": list(self.filters),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 # === Conditional generation (shared by ConditionalGAN and ConditionalVAE) ===================

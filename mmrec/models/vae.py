@@ -156,8 +156,12 @@ class ConditionalVAE(ConditionalImageModel):
 
     @property
     def metrics(self):
-        metrics = [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
-        metrics.append(self.neg_elbo_tracker)
+        metrics = [
+            self.loss_tracker,
+            self.reconstruction_tracker,
+            self.kl_tracker,
+            self.neg_elbo_tracker,
+        ]
         if self.condition != "attributes":
             metrics.append(self.condition_loss_tracker)
         return metrics

@@ -9,6 +9,7 @@ Where it sits in the data flow: after training. `mmrec generate` and
 from __future__ import annotations
 
 import glob
+import math
 import os
 
 import numpy as np
@@ -51,9 +52,14 @@ def grid_conditions(data, condition, rows=8):
         ids = np.arange(0, catalogue.num_items, 5)[:rows]
         return [t.decode() for t in catalogue.texts.numpy()[ids]]
     sizes = {name: len(classes) for name, classes in data.info.attributes.items()}
+    # The second attribute steps by 3 (when that still reaches every class), so that
+    # rows do not pair the same values of the first two attributes.
+    steps = [
+        3 if k == 1 and math.gcd(3, count) == 1 else 1 for k, count in enumerate(sizes.values())
+    ]
     return {
-        name: [(i * (3 if k == 1 else 1)) % count for i in range(rows)]
-        for k, (name, count) in enumerate(sizes.items())
+        name: [(i * step) % count for i in range(rows)]
+        for step, (name, count) in zip(steps, sizes.items())
     }
 
 
