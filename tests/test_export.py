@@ -162,6 +162,18 @@ def test_versions_auto_increment_and_models_config_lists_every_model(rec, data, 
     assert [c.name for c in config.model_config_list.config] == ["rec", "generator"]
 
 
+def test_a_relative_base_dir_exports_and_validates(rec, tmp_path, monkeypatch):
+    # `mmrec quickstart` exports to "savedmodels" relative to the working directory;
+    # the validation process runs elsewhere and must still find the model.
+    monkeypatch.chdir(tmp_path)
+    path = export_saved_model(rec, "savedmodels", name="rec")
+    assert path == os.path.join("savedmodels", "rec", "1")
+    assert os.path.exists(os.path.join(tmp_path, path, "saved_model.pb"))
+    assert os.path.exists(
+        os.path.join(tmp_path, path, "assets.extra", "tf_serving_warmup_requests")
+    )
+
+
 def test_stale_temporary_folders_are_removed_and_live_ones_kept(rec, tmp_path):
     dead = tmp_path / "rec" / ".tmp-999999999-abc"  # no such process
     live = tmp_path / "rec" / f".tmp-{os.getpid()}-def"

@@ -80,8 +80,10 @@ def validate_saved_model(path, requests_path, expected_path, timeout=600):
         ExportError: naming the offending op, the failing request, or the output
             that differs from the in-memory model's.
     """
+    # Absolute paths: the check runs in another working directory.
+    paths = [os.path.abspath(p) for p in (path, requests_path, expected_path)]
     args = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else [])]
-    args += [_REPLAY_SCRIPT, path, requests_path, expected_path]
+    args += [_REPLAY_SCRIPT, *paths]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     try:
         done = subprocess.run(
@@ -90,7 +92,7 @@ def validate_saved_model(path, requests_path, expected_path, timeout=600):
             text=True,
             timeout=timeout,
             env=env,
-            cwd=os.path.dirname(requests_path),
+            cwd=os.path.dirname(paths[1]),
         )
     except subprocess.TimeoutExpired as e:
         raise ExportError(f"Validation of {path} took longer than {timeout} s.") from e
