@@ -1,4 +1,4 @@
-"""ConditionalGAN and its networks (mmrec.models.gan, mmrec.models.generator) on tiny data."""
+"""ConditionalGAN and its networks (mmrec.models.gan, mmrec.models.image_networks, mmrec.models.conditioning) on tiny data."""
 
 import keras
 import numpy as np
@@ -347,19 +347,19 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 import mmrec
-from mmrec.models.gan import _mean_over_global_batch
+from mmrec.models.training_utils import mean_over_global_batch
 
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 values = np.arange(8, dtype="float32")
 dataset = strategy.experimental_distribute_dataset(
     tf.data.Dataset.from_tensor_slices(values).batch(8)
 )
-per_replica = strategy.run(_mean_over_global_batch, args=(next(iter(dataset)),))
+per_replica = strategy.run(mean_over_global_batch, args=(next(iter(dataset)),))
 total = float(strategy.reduce("SUM", per_replica, axis=None))
 assert abs(total - values.mean()) < 1e-6, total  # each replica: its sum / the global batch
 
 # Noise differs between replicas (Keras' SeedGenerator alone gives each the same numbers).
-from mmrec.models.generator import replica_seed
+from mmrec.models.training_utils import replica_seed
 with strategy.scope():
     seeds = keras.random.SeedGenerator(3)
 draws = strategy.run(tf.function(lambda: tf.random.stateless_normal((4,), replica_seed(seeds))))
@@ -397,9 +397,10 @@ def test_docstring_examples_run():
     import doctest
 
     from mmrec.models import gan as gan_module
-    from mmrec.models import generator as generator_module
+    from mmrec.models import image_networks
+    from mmrec.models.conditioning import attributes, base, text, user
 
-    for module in (generator_module, gan_module):
+    for module in (image_networks, gan_module, attributes, base, text, user):
         result = doctest.testmod(
             module, extraglobs={"np": np, "tf": tf, "keras": keras, "mmrec": mmrec}
         )

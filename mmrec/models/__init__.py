@@ -1,29 +1,43 @@
-"""mmrec models: the recommender and the generators (functional networks + task models)."""
+"""mmrec models: the recommender and the generators (functional networks + task models).
 
-from mmrec.models.gan import ConditionalGAN
-from mmrec.models.generator import (
-    AttributeConditioner,
-    AttributePreferenceModel,
-    ConditionalBatchNormalization,
-    Discriminator,
-    Generator,
-    ScaleImages,
-    TextConditioner,
-    VAEEncoder,
-)
-from mmrec.models.recommender import Recommender
-from mmrec.models.vae import ConditionalVAE
+* networks (``keras.ops`` only, any backend): `mmrec.models.image_networks`
+  (`Generator`, `Discriminator`, `VAEEncoder`) and the conditioning networks in
+  `mmrec.models.conditioning`;
+* tasks (TensorFlow training steps): `Recommender`, `ConditionalGAN`, `ConditionalVAE`.
 
-__all__ = [
-    "AttributeConditioner",
-    "AttributePreferenceModel",
-    "ConditionalBatchNormalization",
-    "ConditionalGAN",
-    "ConditionalVAE",
-    "Discriminator",
-    "Generator",
-    "Recommender",
-    "ScaleImages",
-    "TextConditioner",
-    "VAEEncoder",
-]
+Names are imported on first use, so that importing a network module does not
+import TensorFlow.
+"""
+
+import importlib
+
+_LAZY = {
+    "ConditionalGAN": "mmrec.models.gan",
+    "ConditionalVAE": "mmrec.models.vae",
+    "Recommender": "mmrec.models.recommender",
+    "ConditionalBatchNormalization": "mmrec.models.image_networks",
+    "Discriminator": "mmrec.models.image_networks",
+    "Generator": "mmrec.models.image_networks",
+    "ScaleImages": "mmrec.models.image_networks",
+    "VAEEncoder": "mmrec.models.image_networks",
+    "AttributeConditioner": "mmrec.models.conditioning.attributes",
+    "AttributeConditioning": "mmrec.models.conditioning.attributes",
+    "TextConditioner": "mmrec.models.conditioning.text",
+    "TextConditioning": "mmrec.models.conditioning.text",
+    "AttributePreferenceModel": "mmrec.models.conditioning.user",
+    "UserConditioning": "mmrec.models.conditioning.user",
+    "Conditioning": "mmrec.models.conditioning.base",
+    "register_conditioning": "mmrec.models.conditioning.base",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mmrec.models' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

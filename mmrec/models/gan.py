@@ -4,7 +4,7 @@ Where it sits in the data flow: it trains with ``model.fit`` on
 ``data.generation_pairs(split)`` batches (``history``, the chosen item's uint8
 ``image``, ``text`` and ``label_<attribute>``s) and generates images for
 attributes, a description, or a user (through a frozen user encoder, see
-`AttributePreferenceModel`). The networks live in `mmrec.models.generator`.
+`mmrec.models.conditioning`). The networks live in `mmrec.models.image_networks`.
 
 The training step follows the Keras guide "Customizing what happens in fit()
 with TensorFlow": one discriminator update then one generator update per
@@ -21,38 +21,19 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from mmrec.models.generator import (
-    ConditionalImageModel,
-    Discriminator,
-    Generator,
-    ScaleImages,
-    _per_example_cross_entropy,
-    build_conditioning,
-    label_key,
-    num_classes,
+from mmrec.models.attributes import label_key, num_classes
+from mmrec.models.conditioning import conditioning_from_dataset
+from mmrec.models.image_generation import ConditionalImageModel
+from mmrec.models.image_networks import Discriminator, Generator, ScaleImages
+from mmrec.models.losses import per_example_cross_entropy
+from mmrec.models.training_utils import (
+    clone_network,
+    mean_over_global_batch,
+    num_replicas,
     wrap_for_policy,
 )
 
 GAN_LOSSES = ("bce", "hinge")
-
-
-def _num_replicas():
-    return tf.distribute.get_strategy().num_replicas_in_sync
-
-
-def _mean_over_global_batch(per_example):
-    """Σ per-example losses / global batch size: replicas' gradients then sum correctly."""
-    return tf.nn.compute_average_loss(ops.cast(per_example, "float32"))
-
-
-def _clone(model, name):
-    """A copy of a functional model with the same weights (for the EMA)."""
-    config = model.get_config()
-    config["name"] = name
-    clone = model.__class__.from_config(config)
-    clone.set_weights(model.get_weights())
-    clone.trainable = False
-    return clone
 
 
 @keras.saving.register_keras_serializable(package="mmrec")
@@ -66,38 +47,36 @@ class ConditionalGAN(ConditionalImageModel):
     requested by the second. `generate` samples from an EMA of the generator's
     (and the conditioner's) weights.
 
-    Conditions (``condition=``):
-
-    * ``"attributes"``: attribute ids → learned embeddings (`AttributeConditioner`);
-    * ``"text"``: a ``tf.string`` description → WordPiece → small transformer
-      (`TextConditioner`), plus auxiliary heads that make the text embedding
-      predict the attributes the text names;
-    * ``"user"``: a history of item ids → a *frozen* user encoder → a small head
-      that predicts the attribute distributions the user prefers
-      (`AttributePreferenceModel`, trained on the chosen items' labels); sampled
-      attributes feed the attribute-conditioned generator, which trains on the
-      chosen items' own labels.
+    What it is conditioned on is a conditioning object (`mmrec.models.conditioning`):
+    ``AttributeConditioning`` (attribute ids → learned embeddings),
+    ``TextConditioning`` (a description → WordPiece → small transformer, plus
+    auxiliary heads that make the text embedding predict the attributes it
+    names) or ``UserConditioning`` (a history → a *frozen* user encoder → the
+    attribute distributions the user prefers; sampled attributes feed the
+    attribute network, which trains on the chosen items' own labels).
+    ``from_dataset(data, condition="user", user_encoder=...)`` picks one by name.
 
     Args:
         generator: a `Generator`.
         discriminator: a `Discriminator` (its ``attributes`` are the model's).
-        conditioner: an `AttributeConditioner` ("attributes", "user") or a
-            `TextConditioner` ("text") whose output width is the generator's
-            ``condition_dim``.
-        condition: ``"attributes"``, ``"text"`` or ``"user"``.
-        preference_model: an `AttributePreferenceModel` (only for ``"user"``).
+        conditioning: a `Conditioning` whose ``condition_dim`` is the generator's
+            (a bare conditioner network is wrapped; see ``condition``).
         ema_decay: decay of the generator's EMA (warmed up as
             ``min(ema_decay, (1 + step) / (10 + step))``); 0 disables the EMA.
         seed: seed of the model's `keras.random.SeedGenerator`.
+        conditioner, condition, preference_model: the older way to pass the
+            conditioning (a network, the kind's name, the user preference model);
+            still accepted.
 
     Example:
 
-    >>> from mmrec.models import AttributeConditioner, Discriminator, Generator
+    >>> from mmrec.models import Discriminator, Generator
+    >>> from mmrec.models.conditioning import AttributeConditioning
     >>> attributes = {"shape": 8, "colour": 8}
     >>> gan = ConditionalGAN(
     ...     generator=Generator(16, condition_dim=16, latent_dim=8, filters=(16, 8, 4)),
     ...     discriminator=Discriminator(16, attributes, filters=(8, 16), feature_dim=16),
-    ...     conditioner=AttributeConditioner(attributes, embedding_dim=8))
+    ...     conditioning=AttributeConditioning.from_attributes(attributes, embedding_dim=8))
     >>> gan.compile()
     >>> batch = {"image": np.zeros((4, 16, 16, 3), "uint8"),
     ...          "label_shape": np.arange(4), "label_colour": np.arange(4)}
@@ -110,11 +89,12 @@ class ConditionalGAN(ConditionalImageModel):
         self,
         generator,
         discriminator,
-        conditioner,
-        condition="attributes",
-        preference_model=None,
+        conditioning=None,
         ema_decay=0.999,
         seed=None,
+        conditioner=None,
+        condition=None,
+        preference_model=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -122,10 +102,16 @@ class ConditionalGAN(ConditionalImageModel):
             raise ValueError(f"Expected a Generator. Received: generator={generator!r}")
         if not isinstance(discriminator, Discriminator):
             raise ValueError(f"Expected a Discriminator. Received: discriminator={discriminator!r}")
-        if conditioner.condition_dim != generator.condition_dim:
+        self._init_conditioning(
+            conditioning if conditioning is not None else conditioner,
+            seed,
+            condition,
+            preference_model,
+        )
+        if self.conditioning.condition_dim != generator.condition_dim:
             raise ValueError(
-                "Expected the conditioner's output width to equal the generator's "
-                f"condition_dim. Received: {conditioner.condition_dim} != "
+                "Expected the conditioning's output width to equal the generator's "
+                f"condition_dim. Received: {self.conditioning.condition_dim} != "
                 f"{generator.condition_dim}"
             )
         if generator.image_size != discriminator.image_size:
@@ -137,10 +123,9 @@ class ConditionalGAN(ConditionalImageModel):
             raise ValueError(f"Expected 0 <= ema_decay < 1. Received: ema_decay={ema_decay!r}")
         self.generator = generator
         self.discriminator = discriminator
-        self._init_conditioning(conditioner, condition, preference_model, seed)
         if num_classes(self.attributes) != num_classes(discriminator.attributes):
             raise ValueError(
-                "Expected the conditioner and the discriminator to have the same attributes. "
+                "Expected the conditioning and the discriminator to have the same attributes. "
                 f"Received: {num_classes(self.attributes)} and "
                 f"{num_classes(discriminator.attributes)}"
             )
@@ -148,10 +133,10 @@ class ConditionalGAN(ConditionalImageModel):
         self.ema_decay = ema_decay
         self.seed = seed
         if ema_decay:
-            self.ema_generator = _clone(generator, "ema_generator")
-            self.ema_conditioner = _clone(conditioner, "ema_conditioner")
+            self.ema_generator = clone_network(generator, "ema_generator")
+            self.ema_conditioner = clone_network(self.conditioner, "ema_conditioner")
         else:
-            self.ema_generator, self.ema_conditioner = generator, conditioner
+            self.ema_generator, self.ema_conditioner = generator, self.conditioner
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.real_accuracy = keras.metrics.Mean(name="real_accuracy")
@@ -171,7 +156,7 @@ class ConditionalGAN(ConditionalImageModel):
             self.real_accuracy,
             self.fake_accuracy,
         ]
-        if self.condition != "attributes":
+        if self.conditioning.reports_condition_loss:
             metrics.append(self.condition_loss_tracker)
         return metrics
 
@@ -210,8 +195,8 @@ class ConditionalGAN(ConditionalImageModel):
                 thousand images the discriminator otherwise memorises them, and
                 its classifier heads become easy to fool with non-robust features.
             jit_compile: ``True`` compiles the step with XLA; ``"auto"`` lets Keras
-                decide (XLA is skipped for text conditioning: tensorflow-text
-                ops have no XLA kernels).
+                decide (XLA is skipped for a conditioning that cannot run in it,
+                e.g. text: tensorflow-text ops have no XLA kernels).
             **kwargs: passed to `keras.Model.compile` (e.g. ``steps_per_execution``).
         """
         if loss not in GAN_LOSSES:
@@ -228,12 +213,12 @@ class ConditionalGAN(ConditionalImageModel):
         )
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self._g_variables())
-        self._build_preference_optimizer(policy)
+        self._build_own_optimizer(policy)
         self.gan_loss = loss
         self.ac_weight = float(ac_weight)
         self.r1_weight = float(r1_weight)
         self.augment = bool(augment)
-        super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
+        super().compile(optimizer=None, jit_compile=self._resolve_jit_compile(jit_compile), **kwargs)
 
     def get_compile_config(self):
         # Optimizer states are not saved: a loaded model generates, and trains again
@@ -285,7 +270,7 @@ class ConditionalGAN(ConditionalImageModel):
     def train_step(self, data):
         real = self.scale_images(data["image"])
         labels = self._labels(data)
-        condition_inputs = self._condition_inputs(data, labels)
+        condition_inputs = self.conditioning.training_inputs(data, labels)
         batch = ops.shape(real)[0]
         label_inputs = {label_key(n): v for n, v in labels.items()}
 
@@ -313,8 +298,8 @@ class ConditionalGAN(ConditionalImageModel):
             logits = outputs["logit"][:, 0]
             per_example = self._d_adversarial(logits[:batch], logits[batch:]) + r1
             real_classes = {n: outputs[n][:batch] for n in self.attributes}
-            per_example += self.ac_weight * _per_example_cross_entropy(real_classes, labels)
-            d_loss = _mean_over_global_batch(per_example)
+            per_example += self.ac_weight * per_example_cross_entropy(real_classes, labels)
+            d_loss = mean_over_global_batch(per_example)
             scaled = self.d_optimizer.scale_loss(d_loss)
         d_variables = self.discriminator.trainable_variables
         self.d_optimizer.apply(tape.gradient(scaled, d_variables), d_variables)
@@ -330,18 +315,19 @@ class ConditionalGAN(ConditionalImageModel):
             )
             per_example = self._g_adversarial(fake_outputs["logit"][:, 0])
             fake_classes = {n: fake_outputs[n] for n in self.attributes}
-            per_example += self.ac_weight * _per_example_cross_entropy(fake_classes, labels)
-            condition_loss = self._condition_loss(data, condition, labels, training=True)
+            per_example += self.ac_weight * per_example_cross_entropy(fake_classes, labels)
+            condition_loss = self.conditioning.auxiliary_loss(condition, labels)
             if condition_loss is not None:
                 per_example += condition_loss
-            g_loss = _mean_over_global_batch(per_example)
+            g_loss = mean_over_global_batch(per_example)
             scaled = self.g_optimizer.scale_loss(g_loss)
         self.g_optimizer.apply(tape.gradient(scaled, g_variables), g_variables)
         self._update_ema()
-        if self.condition == "user":
-            condition_loss = self._train_preferences(data, labels)
+        own_loss = self._train_own(data, labels)
+        if own_loss is not None:
+            condition_loss = own_loss
 
-        replicas = _num_replicas()
+        replicas = num_replicas()
         self.d_loss_tracker.update_state(d_loss * replicas)
         self.g_loss_tracker.update_state(g_loss * replicas)
         self.real_accuracy.update_state(self._accuracy(real_classes, labels))
@@ -354,11 +340,11 @@ class ConditionalGAN(ConditionalImageModel):
         """The same losses on held-out pairs, without updates (fakes from the EMA generator)."""
         real = self.scale_images(data["image"])
         labels = self._labels(data)
-        condition_inputs = self._condition_inputs(data, labels)
+        condition_inputs = self.conditioning.training_inputs(data, labels)
         batch = ops.shape(real)[0]
         label_inputs = {label_key(n): v for n, v in labels.items()}
         noise = self._normal((batch, self.latent_dim))
-        fake = self._decode(noise, condition_inputs)
+        fake = self.decode(noise, condition_inputs)
         real_outputs = self.discriminator({"image": real, **label_inputs}, training=False)
         fake_outputs = self.discriminator({"image": fake, **label_inputs}, training=False)
         real_classes = {n: real_outputs[n] for n in self.attributes}
@@ -366,20 +352,21 @@ class ConditionalGAN(ConditionalImageModel):
         d_per_example = self._d_adversarial(
             real_outputs["logit"][:, 0], fake_outputs["logit"][:, 0]
         )
-        d_per_example += self.ac_weight * _per_example_cross_entropy(real_classes, labels)
+        d_per_example += self.ac_weight * per_example_cross_entropy(real_classes, labels)
         g_per_example = self._g_adversarial(fake_outputs["logit"][:, 0])
-        g_per_example += self.ac_weight * _per_example_cross_entropy(fake_classes, labels)
+        g_per_example += self.ac_weight * per_example_cross_entropy(fake_classes, labels)
         condition = self.conditioner(condition_inputs, training=False)
-        condition_loss = self._condition_loss(data, condition, labels, training=False)
+        condition_loss = self.conditioning.auxiliary_loss(condition, labels)
         if condition_loss is not None:
             g_per_example += condition_loss
-        if self.condition == "user":
-            condition_loss = self._preference_loss(data, labels)
+        own_loss = self.conditioning.own_loss(data, labels)
+        if own_loss is not None:
+            condition_loss = own_loss
         if condition_loss is not None:
             self.condition_loss_tracker.update_state(ops.mean(condition_loss))
-        replicas = _num_replicas()
-        self.d_loss_tracker.update_state(_mean_over_global_batch(d_per_example) * replicas)
-        self.g_loss_tracker.update_state(_mean_over_global_batch(g_per_example) * replicas)
+        replicas = num_replicas()
+        self.d_loss_tracker.update_state(mean_over_global_batch(d_per_example) * replicas)
+        self.g_loss_tracker.update_state(mean_over_global_batch(g_per_example) * replicas)
         self.real_accuracy.update_state(self._accuracy(real_classes, labels))
         self.fake_accuracy.update_state(self._accuracy(fake_classes, labels))
         return {m.name: m.result() for m in self.metrics}
@@ -402,8 +389,8 @@ class ConditionalGAN(ConditionalImageModel):
 
     # --- generation -----------------------------------------------------------------------
 
-    def _decode(self, noise, condition_inputs):
-        condition = self.ema_conditioner(condition_inputs, training=False)
+    def decode(self, noise, network_inputs):
+        condition = self.ema_conditioner(network_inputs, training=False)
         return self.ema_generator({"noise": noise, "condition": condition}, training=False)
 
     # --- construction ---------------------------------------------------------------------
@@ -417,64 +404,60 @@ class ConditionalGAN(ConditionalImageModel):
         latent_dim=64,
         generator_filters=None,
         discriminator_filters=None,
+        dtype=None,
         **kwargs,
     ):
         """Builds a ConditionalGAN for a dataset's image size, attributes and vocabulary.
 
         Args:
             data: a `mmrec.data.MultimodalDataset` (from `mmrec.data.load`).
-            condition: ``"attributes"``, ``"text"`` or ``"user"``.
-            user_encoder: for ``"user"``: a `keras.Model` ``{"history": int32 [B, L]}``
-                → float32 ``[B, D]``, e.g. ``recommender.user_encoder``; frozen.
+            condition: a registered kind (``"attributes"``, ``"text"``, ``"user"``) or
+                a `Conditioning` object.
+            user_encoder: for ``"user"``: ``recommender.build_user_encoder()`` (any
+                `keras.Model` ``{"history": int32 [B, L]}`` → ``[B, D]``); frozen.
             latent_dim: width of the noise vector.
             generator_filters: `Generator` widths (``None``: defaults for the image size).
             discriminator_filters: `Discriminator` widths (``None``: defaults).
+            dtype: the networks' dtype policy (``None``: the global policy).
             **kwargs: passed to the constructor (``ema_decay``, ``seed``, ``name``).
         """
-        conditioner, preference_model = build_conditioning(data, condition, user_encoder)
+        conditioning = conditioning_from_dataset(
+            data, condition, user_encoder=user_encoder, dtype=dtype
+        )
         image_size = data.metadata.image_size
         generator = Generator(
             image_size,
-            condition_dim=conditioner.condition_dim,
+            condition_dim=conditioning.condition_dim,
             latent_dim=latent_dim,
             filters=generator_filters,
+            dtype=dtype,
             name="generator",
         )
         discriminator = Discriminator(
             image_size,
-            conditioner.attributes,
+            conditioning.attributes,
             filters=discriminator_filters,
+            dtype=dtype,
             name="discriminator",
         )
-        return cls(
-            generator,
-            discriminator,
-            conditioner,
-            condition=condition,
-            preference_model=preference_model,
-            **kwargs,
-        )
+        return cls(generator, discriminator, conditioning, **kwargs)
 
     def get_config(self):
-        config = {
+        return {
             "name": self.name,
             "trainable": self.trainable,
             "generator": keras.saving.serialize_keras_object(self.generator),
             "discriminator": keras.saving.serialize_keras_object(self.discriminator),
-            "conditioner": keras.saving.serialize_keras_object(self.conditioner),
-            "condition": self.condition,
-            "preference_model": None,
+            "conditioning": keras.saving.serialize_keras_object(self.conditioning),
             "ema_decay": self.ema_decay,
             "seed": self.seed,
         }
-        if self.preference_model is not None:
-            config["preference_model"] = keras.saving.serialize_keras_object(self.preference_model)
-        return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("generator", "discriminator", "conditioner", "preference_model"):
+        for key in ("generator", "discriminator", "conditioning", "conditioner", "preference_model"):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+

@@ -22,15 +22,10 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from mmrec.models.gan import _mean_over_global_batch, _num_replicas
-from mmrec.models.generator import (
-    ConditionalImageModel,
-    Generator,
-    ScaleImages,
-    VAEEncoder,
-    build_conditioning,
-    wrap_for_policy,
-)
+from mmrec.models.conditioning import conditioning_from_dataset
+from mmrec.models.image_generation import ConditionalImageModel
+from mmrec.models.image_networks import Generator, ScaleImages, VAEEncoder
+from mmrec.models.training_utils import mean_over_global_batch, num_replicas, wrap_for_policy
 
 _BIN = 1.0 / 255.0  # half the width of one 8-bit bin in [-1, 1]
 
@@ -78,20 +73,21 @@ class ConditionalVAE(ConditionalImageModel):
     Args:
         encoder: a `VAEEncoder`.
         decoder: a `Generator` with the encoder's ``latent_dim`` as its ``latent_dim``.
-        conditioner: an `AttributeConditioner` or a `TextConditioner` (with attributes).
-        condition: ``"attributes"``, ``"text"`` or ``"user"``.
-        preference_model: an `AttributePreferenceModel` (only for ``"user"``).
+        conditioning: a `Conditioning` (`mmrec.models.conditioning`) whose
+            ``condition_dim`` is the encoder's and the decoder's.
         beta: weight of the KL term in the training loss.
         seed: seed of the model's `keras.random.SeedGenerator`.
+        conditioner, condition, preference_model: the older way to pass the
+            conditioning, as in `ConditionalGAN`; still accepted.
 
     Example:
 
-    >>> from mmrec.models import AttributeConditioner
+    >>> from mmrec.models.conditioning import AttributeConditioning
     >>> attributes = {"shape": 8, "colour": 8}
     >>> vae = ConditionalVAE(
     ...     encoder=VAEEncoder(16, condition_dim=16, latent_dim=8, filters=(8, 16)),
     ...     decoder=Generator(16, condition_dim=16, latent_dim=8, filters=(16, 8, 4)),
-    ...     conditioner=AttributeConditioner(attributes, embedding_dim=8))
+    ...     conditioning=AttributeConditioning.from_attributes(attributes, embedding_dim=8))
     >>> vae.compile()
     >>> batch = {"image": np.zeros((4, 16, 16, 3), "uint8"),
     ...          "label_shape": np.arange(4), "label_colour": np.arange(4)}
@@ -104,11 +100,12 @@ class ConditionalVAE(ConditionalImageModel):
         self,
         encoder,
         decoder,
-        conditioner,
-        condition="attributes",
-        preference_model=None,
+        conditioning=None,
         beta=1.0,
         seed=None,
+        conditioner=None,
+        condition=None,
+        preference_model=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -122,17 +119,23 @@ class ConditionalVAE(ConditionalImageModel):
                 f"latent_dim {encoder.latent_dim} / {decoder.latent_dim}, image_size "
                 f"{encoder.image_size} / {decoder.image_size}"
             )
-        if not conditioner.condition_dim == encoder.condition_dim == decoder.condition_dim:
+        self._init_conditioning(
+            conditioning if conditioning is not None else conditioner,
+            seed,
+            condition,
+            preference_model,
+        )
+        width = self.conditioning.condition_dim
+        if not width == encoder.condition_dim == decoder.condition_dim:
             raise ValueError(
-                "Expected the conditioner's output width to equal the encoder's and the "
-                f"decoder's condition_dim. Received: {conditioner.condition_dim}, "
+                "Expected the conditioning's output width to equal the encoder's and the "
+                f"decoder's condition_dim. Received: {width}, "
                 f"{encoder.condition_dim}, {decoder.condition_dim}"
             )
         if not beta >= 0:
             raise ValueError(f"Expected beta >= 0. Received: beta={beta!r}")
         self.encoder = encoder
         self.decoder = decoder
-        self._init_conditioning(conditioner, condition, preference_model, seed)
         self.scale_images = ScaleImages(name="scale_images")
         self.beta = float(beta)
         self.seed = seed
@@ -162,18 +165,17 @@ class ConditionalVAE(ConditionalImageModel):
             self.kl_tracker,
             self.neg_elbo_tracker,
         ]
-        if self.condition != "attributes":
+        if self.conditioning.reports_condition_loss:
             metrics.append(self.condition_loss_tracker)
         return metrics
 
     def compile(self, optimizer=None, jit_compile="auto", **kwargs):
         """Adam(1e-3) by default (wrapped in a `LossScaleOptimizer` under ``mixed_float16``)."""
-        optimizer = wrap_for_policy(
-            optimizer or keras.optimizers.Adam(1e-3), self.decoder.dtype_policy.name
-        )
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        policy = self.decoder.dtype_policy.name
+        optimizer = wrap_for_policy(optimizer or keras.optimizers.Adam(1e-3), policy)
+        super().compile(optimizer=optimizer, jit_compile=self._resolve_jit_compile(jit_compile), **kwargs)
         self.optimizer.build(self._variables())
-        self._build_preference_optimizer(self.decoder.dtype_policy.name)
+        self._build_own_optimizer(policy)
 
     def get_compile_config(self):
         # Optimizer states are not saved: a loaded model generates, and trains again
@@ -192,7 +194,8 @@ class ConditionalVAE(ConditionalImageModel):
         """Per-example (reconstruction, KL, conditioning loss or None)."""
         real = self.scale_images(data["image"])
         labels = self._labels(data)
-        condition = self.conditioner(self._condition_inputs(data, labels), training=training)
+        condition_inputs = self.conditioning.training_inputs(data, labels)
+        condition = self.conditioner(condition_inputs, training=training)
         z_mean, z_log_var = self.encoder({"image": real, "condition": condition}, training=training)
         z_log_var = ops.clip(z_log_var, -12.0, 8.0)
         epsilon = self._normal(ops.shape(z_mean))
@@ -201,11 +204,11 @@ class ConditionalVAE(ConditionalImageModel):
         log_likelihood = discretized_logistic_log_likelihood(real, mean, self.log_scale)
         reconstruction = -ops.sum(log_likelihood, axis=(1, 2, 3))
         kl = 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
-        condition_loss = self._condition_loss(data, condition, labels, training=training)
+        condition_loss = self.conditioning.auxiliary_loss(condition, labels)
         return reconstruction, kl, condition_loss
 
     def _track(self, loss, reconstruction, kl, condition_loss):
-        replicas = _num_replicas()
+        replicas = num_replicas()
         if condition_loss is not None:
             self.condition_loss_tracker.update_state(ops.mean(condition_loss))
         self.loss_tracker.update_state(loss * replicas)
@@ -221,11 +224,12 @@ class ConditionalVAE(ConditionalImageModel):
             per_example = reconstruction + self.beta * kl
             if condition_loss is not None:
                 per_example += condition_loss
-            loss = _mean_over_global_batch(per_example)
+            loss = mean_over_global_batch(per_example)
             scaled = self.optimizer.scale_loss(loss)
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        if self.condition == "user":
-            condition_loss = self._train_preferences(data, self._labels(data))
+        own_loss = self._train_own(data, self._labels(data))
+        if own_loss is not None:
+            condition_loss = own_loss
         return self._track(loss, reconstruction, kl, condition_loss)
 
     def test_step(self, data):
@@ -233,13 +237,14 @@ class ConditionalVAE(ConditionalImageModel):
         per_example = reconstruction + self.beta * kl
         if condition_loss is not None:
             per_example += condition_loss
-        if self.condition == "user":
-            condition_loss = self._preference_loss(data, self._labels(data))
-        loss = _mean_over_global_batch(per_example)
+        own_loss = self.conditioning.own_loss(data, self._labels(data))
+        if own_loss is not None:
+            condition_loss = own_loss
+        loss = mean_over_global_batch(per_example)
         return self._track(loss, reconstruction, kl, condition_loss)
 
-    def _decode(self, noise, condition_inputs):
-        condition = self.conditioner(condition_inputs, training=False)
+    def decode(self, noise, network_inputs):
+        condition = self.conditioner(network_inputs, training=False)
         return self.decoder({"noise": noise, "condition": condition}, training=False)
 
     @classmethod
@@ -251,6 +256,7 @@ class ConditionalVAE(ConditionalImageModel):
         latent_dim=64,
         decoder_filters=None,
         encoder_filters=None,
+        dtype=None,
         **kwargs,
     ):
         """Builds a ConditionalVAE for a dataset's image size, attributes and vocabulary.
@@ -258,51 +264,43 @@ class ConditionalVAE(ConditionalImageModel):
         Arguments as in `ConditionalGAN.from_dataset`; ``kwargs`` (``beta``,
         ``seed``, ``name``) go to the constructor.
         """
-        conditioner, preference_model = build_conditioning(data, condition, user_encoder)
+        conditioning = conditioning_from_dataset(
+            data, condition, user_encoder=user_encoder, dtype=dtype
+        )
         image_size = data.metadata.image_size
         encoder = VAEEncoder(
             image_size,
-            condition_dim=conditioner.condition_dim,
+            condition_dim=conditioning.condition_dim,
             latent_dim=latent_dim,
             filters=encoder_filters,
+            dtype=dtype,
             name="encoder",
         )
         decoder = Generator(
             image_size,
-            condition_dim=conditioner.condition_dim,
+            condition_dim=conditioning.condition_dim,
             latent_dim=latent_dim,
             filters=decoder_filters,
+            dtype=dtype,
             name="decoder",
         )
-        return cls(
-            encoder,
-            decoder,
-            conditioner,
-            condition=condition,
-            preference_model=preference_model,
-            **kwargs,
-        )
+        return cls(encoder, decoder, conditioning, **kwargs)
 
     def get_config(self):
-        config = {
+        return {
             "name": self.name,
             "trainable": self.trainable,
             "encoder": keras.saving.serialize_keras_object(self.encoder),
             "decoder": keras.saving.serialize_keras_object(self.decoder),
-            "conditioner": keras.saving.serialize_keras_object(self.conditioner),
-            "condition": self.condition,
-            "preference_model": None,
+            "conditioning": keras.saving.serialize_keras_object(self.conditioning),
             "beta": self.beta,
             "seed": self.seed,
         }
-        if self.preference_model is not None:
-            config["preference_model"] = keras.saving.serialize_keras_object(self.preference_model)
-        return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("encoder", "decoder", "conditioner", "preference_model"):
+        for key in ("encoder", "decoder", "conditioning", "conditioner", "preference_model"):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
