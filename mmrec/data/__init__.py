@@ -4,7 +4,8 @@
 Nothing here knows about models.
 """
 
-from mmrec.data.pipeline import Catalogue, MultimodalDataset, load, verify_checksums
+from mmrec.data.pipeline import Catalogue, MultimodalDataset, load
+from mmrec.data.records import verify_checksums
 from mmrec.data.schema import (
     PAD_ID,
     SCHEMA_VERSION,

@@ -10,13 +10,14 @@ from mmrec.data.pipeline import MultimodalDataset
 
 
 def preference_hit_rates(data: MultimodalDataset, split: str = "test") -> dict[str, float] | None:
-    """How often a split's targets match *all* of their user's favourite attributes.
+    """How often a split's targets match their user's favourites on every strong preference.
 
-    Returned next to the rate for uniformly random items: the gap is what a
-    recommender (or a personalised generator) can learn. None without ground truth.
+    Strong preferences: `DatasetInfo.strong_preferences`. Returned next to the rate
+    for uniformly random items: the gap is what a recommender (or a personalised
+    generator) can learn. None without ground truth.
     """
     info = data.info
-    prefs = [a for a in info.user_preferences if a in ("colour", "shape", "category")]
+    prefs = list(info.strong_preferences)
     if not prefs:
         return None
     labels = data.catalogue().labels

@@ -111,6 +111,21 @@ class DatasetInfo:
             )
 
     @property
+    def strong_preferences(self) -> tuple[str, ...]:
+        """The user preferences that define a personalisation *hit*.
+
+        Those whose affinity weight is at least half the largest one (shapes:
+        colour and shape, not the weak pattern term; Fashion-MNIST: category, not
+        brightness); all of them when the dataset records no weights. An item is
+        a hit for a user when each of these attributes is among the user's favourites.
+        """
+        weights = {a: self.affinity.get(a) for a in self.user_preferences}
+        if not all(isinstance(w, (int, float)) for w in weights.values()):
+            return tuple(self.user_preferences)
+        top = max(weights.values(), default=0.0)
+        return tuple(a for a, w in weights.items() if w >= 0.5 * top)
+
+    @property
     def splits(self) -> dict[str, int]:
         """Number of interaction records per split."""
         return {
