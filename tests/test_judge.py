@@ -18,10 +18,12 @@ from mmrec.evaluation.generation import (
     judge_dataset,
     judge_split,
     kernel_distance,
+    train_judge,
+)
+from mmrec.evaluation.personalisation import (
     personalisation_hit_rate,
     preference_hits,
     random_item_hit_rate,
-    train_judge,
 )
 from mmrec.testing import check_saving
 from mmrec.training import SampleGrid, TimeLimit, image_grid, precision_policy
@@ -88,16 +90,18 @@ def test_preference_hits_and_random_base_rate_on_hand_made_users():
         "pref_colour": np.array([[0, 1], [2, -1]]),
         "pref_shape": np.array([[3, 4], [5, -1]]),
     }
-    hits = preference_hits(
-        colours=[0, 1, 0, 2, 2], shapes=[3, 4, 5, 5, 3], user_ids=[0, 0, 0, 1, 1], users=users
-    )
+    labels = {"colour": [0, 1, 0, 2, 2], "shape": [3, 4, 5, 5, 3]}
+    hits = preference_hits(labels, user_ids=[0, 0, 0, 1, 1], users=users)
     assert hits.tolist() == [True, True, False, True, False]
+    colour_only = preference_hits(labels, [0, 0, 0, 1, 1], users, attributes=["colour"])
+    assert colour_only.tolist() == [True, True, True, True, True]
 
     class Catalogue:
         labels = {"colour": np.array([0, 2, 2, 7]), "shape": np.array([3, 5, 5, 3])}
 
     # user 0: item 0 hits (1/4); user 1: items 1, 2 hit (2/4) → mean 0.375.
-    assert random_item_hit_rate(Catalogue(), [0, 1], users) == pytest.approx(0.375)
+    rate = random_item_hit_rate(Catalogue(), [0, 1], users, ["colour", "shape"])
+    assert rate == pytest.approx(0.375)
 
 
 # --- the judge --------------------------------------------------------------------------------
@@ -152,8 +156,11 @@ def test_personalisation_hit_rate_uses_the_judged_attributes(data, judge):
     images = catalogue.images.numpy()[:10]
     predicted = judge.predict_attributes(images)
     user_ids = np.arange(10) % len(users["user_id"])
-    expected = preference_hits(predicted["colour"], predicted["shape"], user_ids, users).mean()
-    assert personalisation_hit_rate(judge, images, user_ids, users) == pytest.approx(expected)
+    strong = list(data.info.strong_preferences)
+    assert strong == ["colour", "shape"]  # pattern is a weak preference on shapes
+    expected = preference_hits(predicted, user_ids, users, strong).mean()
+    rate = personalisation_hit_rate(judge, images, user_ids, users, strong)
+    assert rate == pytest.approx(expected)
 
 
 def test_judge_saves_and_loads_with_equal_outputs(judge, tmp_path):

@@ -7,9 +7,13 @@ from mmrec.evaluation.generation import (
     evaluate_generation,
     frechet_distance,
     kernel_distance,
-    personalisation_hit_rate,
-    random_item_hit_rate,
     train_judge,
+)
+from mmrec.evaluation.personalisation import (
+    personalisation_hit_rate,
+    personalisation_report,
+    preference_hits,
+    random_item_hit_rate,
 )
 from mmrec.evaluation.ranking import (
     OracleBaseline,
@@ -36,6 +40,8 @@ __all__ = [
     "frechet_distance",
     "kernel_distance",
     "personalisation_hit_rate",
+    "personalisation_report",
+    "preference_hits",
     "random_item_hit_rate",
     "train_judge",
 ]

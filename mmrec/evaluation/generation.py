@@ -6,10 +6,10 @@ trained on *real* item images only (never on generated ones, and independent of
 any discriminator); its predictions and its penultimate features measure
 
 * **conditional accuracy** — the image shows the attributes it was asked for;
-* **personalisation hit-rate** — the classified colour is one of the user's
-  favourite colours *and* the classified shape one of the favourite shapes
-  (ground truth from ``data.users()``), next to the random-item base rate and the
-  hit-rate of the users' own held-out real items;
+* **personalisation hit-rate** — the classified attributes are among the user's
+  favourites on every strong preference (shapes: colour and shape; Fashion-MNIST:
+  category; ground truth from ``data.users()``, see `mmrec.evaluation.personalisation`),
+  next to the random-item base rate and the hit-rate of the users' own held-out items;
 * **FCD / KCD** — Fréchet and kernel (MMD², cubic polynomial kernel as in KID)
   distances between generated and real images in the judge's feature space.
   These are *not* FID/KID: no Inception weights are used (none are available
@@ -28,7 +28,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from mmrec.models.generator import ScaleImages, _check_attributes, label_key, num_classes, to_uint8
+from mmrec.evaluation.personalisation import personalisation_report
+from mmrec.models.attributes import check_attributes, label_key, num_classes
+from mmrec.models.image_networks import ScaleImages, to_uint8
 
 HELD_OUT_MODULUS = 5  # items with item_id % 5 == 0 are the judge's held-out items
 
@@ -69,7 +71,7 @@ class AttributeJudge(keras.Model):
     """
 
     def __init__(self, image_size, attributes, filters=(32, 64, 128), feature_dim=128, **kwargs):
-        attributes = _check_attributes(attributes)
+        attributes = check_attributes(attributes)
         # === Layers ===
         self.scale = ScaleImages(name="scale")
         self.blocks = []
@@ -380,43 +382,7 @@ def conditional_accuracy(judge, images, requested) -> dict[str, float]:
     return judge.accuracy(images, requested)
 
 
-def preference_hits(colours, shapes, user_ids, users) -> np.ndarray:
-    """Per image: colour ∈ the user's favourite colours and shape ∈ favourite shapes.
-
-    ``users``: ``data.users()`` (rows ordered by user id, ``pref_colour`` /
-    ``pref_shape`` padded with -1).
-    """
-    user_ids = np.asarray(user_ids)
-    row = np.searchsorted(users["user_id"], user_ids)
-    favourite_colours = users["pref_colour"][row]
-    favourite_shapes = users["pref_shape"][row]
-    colour_hit = np.any(favourite_colours == np.asarray(colours)[:, None], axis=1)
-    shape_hit = np.any(favourite_shapes == np.asarray(shapes)[:, None], axis=1)
-    return colour_hit & shape_hit
-
-
-def personalisation_hit_rate(judge, images, user_ids, users) -> float:
-    """The share of images whose *judged* colour and shape are both among the user's favourites."""
-    predicted = judge.predict_attributes(images)
-    return float(np.mean(preference_hits(predicted["colour"], predicted["shape"], user_ids, users)))
-
-
-def random_item_hit_rate(catalogue, user_ids, users) -> float:
-    """The base rate: the expected hit-rate of a catalogue item drawn uniformly at random."""
-    colours, shapes = catalogue.labels["colour"], catalogue.labels["shape"]
-    rates = [
-        np.mean(preference_hits(colours, shapes, np.full(len(colours), u), users))
-        for u in np.unique(user_ids)
-    ]
-    return float(np.mean(rates))
-
-
 # === The whole report ==========================================================================
-
-
-def _test_interactions(data, split):
-    batches = list(data.interactions(split, batch_size=4096, shuffle=False).as_numpy_iterator())
-    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
 
 def evaluate_generation(
@@ -424,18 +390,17 @@ def evaluate_generation(
 ):
     """Scores a trained `ConditionalGAN` / `ConditionalVAE` with an independent judge.
 
-    Conditions come from the judge's held-out items (their attributes, or their
-    descriptions) for ``"attributes"`` / ``"text"`` models, and from the test
-    split's users (their histories) for ``"user"`` models.
+    The model's conditioning picks the conditions (`Conditioning.evaluation_conditions`):
+    the judge's held-out items (their attributes, or their descriptions), or the test
+    split's users (attributes sampled from their predicted preferences).
 
     Returns a dict with ``conditional_accuracy`` (per attribute), ``fcd``, ``kcd``
     (generated vs. real held-out images), ``fcd_real_reference`` (real training
     items vs. real held-out items: the floor a perfect generator would reach with
     this many samples), ``diversity`` and ``diversity_real_reference`` (real items
-    with identical attributes), ``num_images``; for ``"user"`` models also
-    ``hit_rate`` (generated), ``hit_rate_held_out_items`` (the users' own test
-    targets, judged; and ``..._true_labels``), ``hit_rate_random_items`` and the
-    conditional accuracy with respect to the sampled preferred attributes.
+    with identical attributes), ``num_images``; for personalised conditions also
+    the hit-rates of `mmrec.evaluation.personalisation_report` (generated images,
+    the users' own held-out items, random items, per preference attribute).
     """
     catalogue = data.catalogue()
     train_ids, held_out_ids = judge_split(catalogue.num_items)
@@ -447,74 +412,24 @@ def evaluate_generation(
         "condition": model.condition,
         "fcd_real_reference": frechet_distance(judge.embed(real_images[train_ids]), real_held_out),
     }
-
-    if model.condition == "user":
-        interactions = _test_interactions(data, "test")
-        histories = interactions["history"]
-        sampled = model.preferred_attributes(
-            histories, num_per_condition, seed=seed, temperature=temperature
-        )
-        requested = {name: sampled[name].reshape(-1) for name in attributes}
-        images = model.generate(requested, num=1, seed=seed + 1)[:, 0]
-        user_ids = np.repeat(interactions["user_id"], num_per_condition)
-        users = data.users()
-        predicted = judge.predict_attributes(images)
-        report["hit_rate"] = float(
-            np.mean(preference_hits(predicted["colour"], predicted["shape"], user_ids, users))
-        )
-        targets = interactions["target"]
-        judged_targets = judge.predict_attributes(real_images[targets])
-        report["hit_rate_held_out_items"] = float(
-            np.mean(
-                preference_hits(
-                    judged_targets["colour"],
-                    judged_targets["shape"],
-                    interactions["user_id"],
-                    users,
-                )
+    asked = model.conditioning.evaluation_conditions(
+        model, data, held_out_ids, num_per_condition, seed, temperature, diversity_conditions
+    )
+    images = model.generate(asked.conditions, num=asked.num, seed=seed + 1)
+    images = images.reshape((-1,) + images.shape[-3:])
+    real_reference = real_held_out
+    if asked.user_ids is not None:
+        report.update(
+            personalisation_report(
+                judge, data, images, asked.requested, asked.user_ids, asked.targets
             )
         )
-        report["hit_rate_held_out_items_true_labels"] = float(
-            np.mean(
-                preference_hits(
-                    labels["colour"][targets],
-                    labels["shape"][targets],
-                    interactions["user_id"],
-                    users,
-                )
-            )
-        )
-        report["hit_rate_random_items"] = random_item_hit_rate(
-            catalogue, interactions["user_id"], users
-        )
-        report["hit_rate_sampled_attributes"] = float(
-            np.mean(preference_hits(requested["colour"], requested["shape"], user_ids, users))
-        )
-        report["temperature"] = temperature
-        real_reference = judge.embed(real_images[targets])
-        diversity_inputs = histories[:diversity_conditions]
-        diverse = model.generate(
-            list(diversity_inputs), num=8, seed=seed + 2, temperature=temperature
-        )
-    else:
-        if model.condition == "text":
-            conditions = list(catalogue.texts.numpy()[held_out_ids])
-        else:
-            conditions = {name: labels[name][held_out_ids] for name in attributes}
-        images = model.generate(conditions, num=num_per_condition, seed=seed + 1)
-        images = images.reshape((-1,) + images.shape[2:])
-        requested = {
-            name: np.repeat(labels[name][held_out_ids], num_per_condition) for name in attributes
-        }
-        real_reference = real_held_out
-        if model.condition == "text":
-            diverse = model.generate(conditions[:diversity_conditions], num=8, seed=seed + 2)
-        else:
-            first = {k: v[:diversity_conditions] for k, v in conditions.items()}
-            diverse = model.generate(first, num=8, seed=seed + 2)
+        real_reference = judge.embed(real_images[asked.targets])
+    report.update(asked.report)
+    diverse = model.generate(asked.diversity, num=8, seed=seed + 2, **asked.diversity_kwargs)
 
     features = judge.embed(images)
-    report["conditional_accuracy"] = conditional_accuracy(judge, images, requested)
+    report["conditional_accuracy"] = conditional_accuracy(judge, images, asked.requested)
     report["fcd"] = frechet_distance(features, real_reference)
     report["kcd"] = kernel_distance(features, real_reference)
     groups = np.repeat(np.arange(len(diverse)), diverse.shape[1])
