@@ -55,7 +55,8 @@ from mmrec.evaluation.generation import (  # noqa: E402
 )
 from mmrec.layers import UserEncoder  # noqa: E402
 from mmrec.models import ConditionalGAN, ConditionalVAE  # noqa: E402
-from mmrec.training import SampleGrid, TimeLimit, frozen_user_encoder, write_png  # noqa: E402
+from mmrec.models.conditioning import get_conditioning  # noqa: E402
+from mmrec.training import SampleGrid, TimeLimit, write_png  # noqa: E402
 from mmrec.training.samples import grid_conditions as default_grid_conditions  # noqa: E402
 
 TARGETS = {"shape": 0.90, "colour": 0.90}  # the issue's conditional-accuracy targets (cGAN)
@@ -150,10 +151,9 @@ def train_stand_in_user_encoder(data, embedding_dim=32, epochs=8, seed=0):
 
 
 def grid_conditions(data, condition):
-    """The library's fixed grid conditions: for attributes, one row per class of the
-    first attribute (every shape, or every Fashion-MNIST category), the others cycling."""
-    rows = len(next(iter(data.info.attributes.values()))) if condition == "attributes" else 8
-    return default_grid_conditions(data, condition, rows=rows)
+    """The library's fixed grid conditions, as the conditioning picks them (for attributes:
+    one row per class of the first attribute — every shape, or every Fashion-MNIST category)."""
+    return default_grid_conditions(data, condition, rows=None)
 
 
 # --- a learning curve (monitoring only: the reported model is the last one) ----------------------
@@ -182,10 +182,10 @@ class JudgeCurve(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             return
         model = self.model
-        if model.condition == "text":
-            images = model.generate(self.texts, num=1, seed=99)[:, 0]
-        else:  # attributes, and the attribute-conditioned generator of user models
-            images = model.generate(self.labels, num=1, seed=99)[:, 0]
+        # Attribute and user models take the items' labels (their attribute networks);
+        # the others (text) the items' own descriptions.
+        conditions = self.labels if model.conditioning.takes_labels else self.texts
+        images = model.generate(conditions, num=1, seed=99)[:, 0]
         accuracy = self.judge.accuracy(images, self.labels)
         point = {
             "steps": self._steps,
@@ -207,12 +207,13 @@ def run(args):
 
     keras.utils.set_random_seed(args.seed)
     user_encoder, user_encoder_meta = None, None
-    if args.condition == "user" and args.recommender:
+    needs_user_encoder = get_conditioning(args.condition).requires_user_encoder
+    if needs_user_encoder and args.recommender:
         recommender = keras.saving.load_model(args.recommender)
-        user_encoder = frozen_user_encoder(recommender)
+        user_encoder = recommender.build_user_encoder()
         user_encoder_meta = {"recommender": args.recommender, "frozen": True}
         print(f"user encoder: the frozen user tower of {args.recommender}")
-    elif args.condition == "user":
+    elif needs_user_encoder:
         start = time.perf_counter()
         user_encoder, user_encoder_meta = train_stand_in_user_encoder(data, seed=args.seed)
         user_encoder_meta["seconds"] = round(time.perf_counter() - start, 1)
@@ -300,7 +301,7 @@ def run(args):
     report["generation"] = evaluate_generation(
         model, data, judge, seed=args.seed, temperature=args.temperature
     )
-    if args.condition == "user" and args.temperature != 0.5:
+    if model.preference_model is not None and args.temperature != 0.5:
         report["generation_temperature_0.5"] = evaluate_generation(
             model, data, judge, seed=args.seed, temperature=0.5
         )

@@ -6,8 +6,8 @@ about each user, trained with `model.fit`, judged by an independent classifier.
 The library API, no CLI:
 
 1. train a small two-tower `Recommender` (or load one: ``MMREC_EXAMPLE_RECOMMENDER``,
-   a ``.keras`` file) and freeze its user tower (`frozen_user_encoder`: the
-   catalogue is embedded once, so conditioning costs one lookup per step);
+   a ``.keras`` file) and freeze its user tower (`Recommender.build_user_encoder`:
+   the catalogue is embedded once, so conditioning costs one lookup per step);
 2. train a user-conditioned `ConditionalGAN` with `model.fit`: a preference head
    on the frozen user embedding learns which attributes each user favours, the
    generator draws them; `SampleGrid` writes a grid of the same users every epoch;
@@ -31,7 +31,7 @@ import mmrec
 from mmrec.evaluation.generation import evaluate_generation, train_judge
 from mmrec.models import ConditionalGAN
 from mmrec.models.recommender import Recommender
-from mmrec.training import SampleGrid, frozen_user_encoder, image_grid, write_png
+from mmrec.training import SampleGrid, image_grid, write_png
 
 DATA = os.environ.get("MMREC_EXAMPLE_DATA", "tf_records/shapes")
 ITEMS = int(os.environ.get("MMREC_EXAMPLE_ITEMS", 2000))
@@ -73,7 +73,7 @@ def main():
     keras.utils.set_random_seed(0)
 
     # 1. What the recommender knows about a user: its user tower, frozen.
-    user_encoder = frozen_user_encoder(recommender(data))
+    user_encoder = recommender(data).build_user_encoder()
 
     # 2. A cGAN conditioned on users, trained with model.fit.
     gan = ConditionalGAN.from_dataset(

@@ -9,12 +9,12 @@ Where it sits in the data flow: after training. `mmrec generate` and
 from __future__ import annotations
 
 import glob
-import math
 import os
 
 import numpy as np
 
-from mmrec.data import PAD_ID
+from mmrec.histories import PAD_ID, pad_histories
+from mmrec.models.conditioning import get_conditioning
 from mmrec.training.callbacks import image_grid, write_png
 
 
@@ -39,28 +39,17 @@ def user_histories(data, user_ids, split="test") -> dict[int, list[int]]:
 
 
 def grid_conditions(data, condition, rows=8):
-    """Fixed conditions for training-time grids: ``rows`` test users, prompts or attribute sets.
+    """Fixed conditions for training-time grids, as the kind of condition picks them.
 
-    ``"user"``: the histories of the first test users; ``"text"``: descriptions of
-    held-out items; ``"attributes"``: every shape once, each in another colour.
+    ``condition``: a registered kind (``"user"``: the histories of the first test
+    users; ``"text"``: descriptions of held-out items; ``"attributes"``: the
+    first attribute cycling through its classes, the others stepped), a
+    conditioning or a generator. ``rows=None``: the conditioning's default.
     """
-    if condition == "user":
-        batch = next(iter(data.interactions("test", batch_size=rows, shuffle=False)))
-        return [[i for i in row if i != PAD_ID] for row in batch["history"].numpy().tolist()]
-    catalogue = data.catalogue()
-    if condition == "text":
-        ids = np.arange(0, catalogue.num_items, 5)[:rows]
-        return [t.decode() for t in catalogue.texts.numpy()[ids]]
-    sizes = {name: len(classes) for name, classes in data.info.attributes.items()}
-    # The second attribute steps by 3 (when that still reaches every class), so that
-    # rows do not pair the same values of the first two attributes.
-    steps = [
-        3 if k == 1 and math.gcd(3, count) == 1 else 1 for k, count in enumerate(sizes.values())
-    ]
-    return {
-        name: [(i * step) % count for i in range(rows)]
-        for step, (name, count) in zip(steps, sizes.items())
-    }
+    conditioning = getattr(condition, "conditioning", condition)
+    if isinstance(conditioning, str):
+        conditioning = get_conditioning(conditioning)
+    return conditioning.grid_conditions(data, rows)
 
 
 def parse_attributes(text: str) -> dict[str, list]:
@@ -140,11 +129,8 @@ def generate_grid_from_export(path, conditions, num=8, seed=0) -> np.ndarray:
         count = len(next(iter(rows.values())))
         inputs = {k: np.repeat(np.asarray(v, np.int32), num) for k, v in rows.items()}
     elif "history" in names:
-        count = len(conditions)
-        length = max(1, max(len(h) for h in conditions))
-        history = np.full((count, length), PAD_ID, np.int32)
-        for i, row in enumerate(conditions):
-            history[i, : len(row)] = row
+        history, _ = pad_histories(list(conditions))
+        count = len(history)
         inputs = {"history": np.repeat(history, num, axis=0)}
     elif "text" in names:
         count = len(conditions)
