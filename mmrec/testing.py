@@ -23,7 +23,10 @@ Plain functions, usable from pytest (or anywhere)::
 5. ``fit`` (one step, MSE against random targets, through a ``Dense(1)`` head)
    runs, gives a finite loss and changes every trainable weight of the layer;
 6. under ``mixed_float16`` and ``mixed_bfloat16`` the floating outputs are
-   float32 and finite and the weights float32 (the global policy is restored).
+   float32 and finite and the weights float32 (the global policy is restored);
+7. built under ``mixed_bfloat16``, saved to ``.keras`` and reloaded with the
+   global policy back at ``float32``, the layer and every sublayer keep their
+   dtype policy and the outputs are the same (`check_dtype_round_trip`).
 """
 
 import os
@@ -35,6 +38,8 @@ import tensorflow as tf
 from keras import tree
 
 MIXED_POLICIES = ("mixed_float16", "mixed_bfloat16")
+# InputLayers take the global policy whatever the network's, and compute nothing.
+_NO_COMPUTE = (keras.layers.InputLayer,)
 
 
 def _to_tensors(data):
@@ -152,6 +157,74 @@ def check_mixed_precision(cls, init_kwargs, input_data, call_kwargs=None):
         keras.config.set_dtype_policy(previous)
 
 
+def dtype_policies(layer):
+    """``[(name, policy name)]`` of ``layer`` and of all its sublayers, nested ones included.
+
+    Input layers are left out: they take the global policy and compute nothing.
+    """
+    # Keras has no public walk over a layer's sublayers; `_flatten_layers` is the one
+    # Keras uses itself (tests/test_testing.py fails if it goes away).
+    return [
+        (sublayer.name, sublayer.dtype_policy.name)
+        for sublayer in layer._flatten_layers(include_self=True, recursive=True)
+        if not isinstance(sublayer, _NO_COMPUTE)
+    ]
+
+
+def check_dtype_round_trip(
+    cls,
+    init_kwargs,
+    input_data,
+    call_kwargs=None,
+    policy="mixed_bfloat16",
+    safe_mode=True,
+    tmp_path=None,
+):
+    """Built under ``policy``, reloaded from ``.keras`` under ``float32``: same policies.
+
+    ``cls(**init_kwargs)`` is built while the global policy is ``policy``,
+    called on ``input_data`` inside a functional model, saved, and loaded back
+    after the global policy is reset to ``float32``. The layer and each of its
+    sublayers (`dtype_policies`) must have the policy they had when built, and
+    the outputs must be the same. This catches networks that rely on the
+    global policy: a functional ``Model.__init__`` drops ``dtype``, and a
+    sublayer built without ``dtype=`` takes the global policy of the moment.
+    The global policy is restored afterwards.
+    """
+    call_kwargs = call_kwargs or {}
+    previous = keras.config.dtype_policy()
+    try:
+        keras.config.set_dtype_policy(policy)
+        layer = cls(**init_kwargs)
+        model, model_inputs = functional_model(layer, input_data, call_kwargs)
+        expected = model(model_inputs)
+        built = dtype_policies(layer)
+        keras.config.set_dtype_policy("float32")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(os.fspath(tmp_path or tmp), f"{layer.name}_{policy}.keras")
+            model.save(path)
+            loaded = keras.saving.load_model(path, safe_mode=safe_mode)
+        reloaded = dtype_policies(loaded.get_layer(layer.name))
+        # Auto-generated names get fresh suffixes on reload: pair sublayers by position.
+        assert len(reloaded) == len(built), (
+            f"the reloaded layer has other sublayers: {reloaded} != {built}"
+        )
+        changed = [
+            f"{name}: {before} -> {after}"
+            for (name, before), (_, after) in zip(built, reloaded, strict=True)
+            if before != after
+        ]
+        assert not changed, (
+            f"dtype policies changed when a model built under {policy} was reloaded under "
+            f"float32: {changed}"
+        )
+        _assert_allclose(
+            loaded(model_inputs), expected, f"outputs differ after a {policy} .keras round trip"
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def run_layer_checks(
     cls,
     init_kwargs,
@@ -173,7 +246,7 @@ def run_layer_checks(
         call_kwargs: further call arguments (e.g. ``{"mask": ...}``); tensors
             among them become model inputs in the functional checks.
         run_fit: run the ``fit`` check (needs a float output).
-        run_mixed_precision: run the mixed-precision checks.
+        run_mixed_precision: run the mixed-precision checks (6 and 7).
         safe_mode: passed to deserialisation (``False`` for layers that load
             external code, like `HubEncoder`).
         tmp_path: a folder for the ``.keras`` file (e.g. pytest's ``tmp_path``);
@@ -206,4 +279,7 @@ def run_layer_checks(
         check_fit(model, layer, model_inputs)
     if run_mixed_precision:
         check_mixed_precision(cls, init_kwargs, input_data, call_kwargs)
+        check_dtype_round_trip(
+            cls, init_kwargs, input_data, call_kwargs, safe_mode=safe_mode, tmp_path=tmp_path
+        )
     return layer

@@ -1,4 +1,4 @@
-"""Per-modality encoders (mmrec/layers/encoders.py)."""
+"""Per-modality encoders (mmrec/layers/encoders.py, hub.py) and sequence blocks (sequence.py)."""
 
 import doctest
 
@@ -8,6 +8,8 @@ import pytest
 import tensorflow as tf
 
 import mmrec.layers.encoders as encoders
+import mmrec.layers.hub as hub
+import mmrec.layers.sequence as sequence
 from mmrec.layers import (
     AudioEncoder,
     HubEncoder,
@@ -17,7 +19,7 @@ from mmrec.layers import (
     TextEncoder,
     TransformerBlock,
 )
-from mmrec.testing import run_layer_checks
+from mmrec.testing import check_dtype_round_trip, dtype_policies, run_layer_checks
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (2, 16, 16, 3)).astype("uint8")
@@ -25,8 +27,9 @@ TOKEN_IDS = np.array([[5, 6, 7, 0, 0, 0], [9, 8, 7, 6, 5, 4], [0, 0, 0, 0, 0, 0]
 WAVES = RNG.uniform(-1, 1, (2, 1600)).astype("float32")
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(encoders, extraglobs={"np": np, "tf": tf})
+@pytest.mark.parametrize("module", [encoders, hub, sequence], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, extraglobs={"np": np, "tf": tf})
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -68,6 +71,30 @@ def test_audio_encoder_standard_checks(tmp_path):
         expected_output_shape=(2, 8),
         tmp_path=tmp_path,
     )
+
+
+# --- dtype policies -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        (ImageEncoder, {"filters": [4]}),
+        (TextEncoder, {"vocabulary_size": 20, "kind": "lstm", "hidden_dim": 8}),
+        (AudioEncoder, {"filters": [4], "num_mel_bins": 8}),
+    ],
+    ids=lambda x: getattr(x, "__name__", ""),
+)
+def test_encoders_carry_an_explicit_dtype_policy(cls, kwargs):
+    # Under a float32 global policy, dtype= alone decides: every layer but the
+    # float32 output projection takes it, and the config carries it.
+    encoder = cls(embedding_dim=4, dtype="mixed_bfloat16", **kwargs)
+    policies = dict(dtype_policies(encoder))
+    assert policies.pop("projection") == "float32"
+    assert set(policies.values()) == {"mixed_bfloat16"}
+    config = encoder.get_config()
+    assert keras.dtype_policies.get(config["dtype"]).name == "mixed_bfloat16"
+    assert cls.from_config(config).dtype_policy.name == "mixed_bfloat16"
 
 
 # --- behaviour ------------------------------------------------------------------------
@@ -255,6 +282,14 @@ def test_sequence_blocks_standard_checks(tmp_path):
         MaskedMeanPooling, {}, x, (2, 8), call_kwargs={"mask": mask}, **common
     )
     np.testing.assert_allclose(pooled(x, mask=mask)[0], x[0, :3].mean(axis=0), rtol=1e-5)
+    # Their sublayers (attention, norms, MLP, dropout) follow the block's policy.
+    check_dtype_round_trip(
+        TransformerBlock,
+        {"num_heads": 2, "intermediate_dim": 16},
+        tf.constant(x),
+        call_kwargs={"padding_mask": tf.constant(mask)},
+        tmp_path=tmp_path,
+    )
 
 
 def test_sequence_blocks_compute_in_half_precision_with_float32_weights():

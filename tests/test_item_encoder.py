@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import mmrec.layers.item_encoder as item_encoder
 from mmrec.layers import MultimodalItemEncoder
-from mmrec.testing import run_layer_checks
+from mmrec.testing import dtype_policies, run_layer_checks
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "red", "blue", "star", "heart", "on"]
 TINY = {
@@ -61,6 +61,28 @@ def test_standard_checks(fusion, tmp_path):
     )
 
 
+def test_dtype_reaches_every_encoder_and_the_fusion():
+    encoder = MultimodalItemEncoder(
+        fusion="attention",
+        embedding_dim=8,
+        vocabulary=VOCAB,
+        encoder_config=TINY,
+        dtype="mixed_bfloat16",
+    )
+    policies = dtype_policies(encoder)
+    # Float32 by design: each encoder's output projection and the item embedding;
+    # the tokenizer computes int32 ids.
+    exceptions = {"projection": "float32", "item_embedding": "float32", "tokenizer": "int32"}
+    for name, policy in policies:
+        assert policy == exceptions.get(name, "mixed_bfloat16"), (name, policy)
+    assert MultimodalItemEncoder.from_config(encoder.get_config()).dtype_policy.name == (
+        "mixed_bfloat16"
+    )
+    out = encoder(_items())
+    assert out.dtype == "float32"
+    np.testing.assert_allclose(np.linalg.norm(out, axis=-1), 1.0, rtol=1e-3)
+
+
 def test_embeddings_are_unit_norm_and_inputs_named():
     encoder = MultimodalItemEncoder(embedding_dim=8, vocabulary=VOCAB, encoder_config=TINY)
     assert sorted(i.name for i in encoder.inputs) == ["audio", "image", "text"]
@@ -75,7 +97,8 @@ def test_embeddings_are_unit_norm_and_inputs_named():
 
 
 def test_vocabulary_path_and_token_id_text(tmp_path):
-    from mmrec.layers import TextTokenizer, save_vocabulary
+    from mmrec.data.vocabulary import save_vocabulary
+    from mmrec.layers import TextTokenizer
 
     save_vocabulary(VOCAB, tmp_path / "vocab.txt")
     by_path = MultimodalItemEncoder(

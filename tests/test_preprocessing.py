@@ -1,4 +1,5 @@
-"""Preprocessing layers and vocabulary helpers (mmrec/layers/preprocessing.py)."""
+"""Preprocessing layers (mmrec/layers/image_audio_preprocessing.py, preprocessing.py) and the
+vocabulary helpers (mmrec/data/vocabulary.py), which make the files the tokenizer reads."""
 
 import doctest
 import math
@@ -8,22 +9,27 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import mmrec.data.vocabulary as vocabulary
+import mmrec.layers.image_audio_preprocessing as image_audio_preprocessing
 import mmrec.layers.preprocessing as preprocessing
+from mmrec.data.vocabulary import learn_wordpiece_vocabulary, save_vocabulary
 from mmrec.layers import (
+    RESERVED_TOKENS,
     AudioPreprocessor,
     ImagePreprocessor,
     TextTokenizer,
-    learn_wordpiece_vocabulary,
     load_vocabulary,
-    save_vocabulary,
 )
 from mmrec.testing import run_layer_checks
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "large", "red", "star", "##s", "on", "creme", ","]
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(preprocessing, extraglobs={"np": np, "tf": tf})
+@pytest.mark.parametrize(
+    "module", [image_audio_preprocessing, preprocessing, vocabulary], ids=lambda m: m.__name__
+)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, extraglobs={"np": np, "tf": tf})
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -112,6 +118,33 @@ def test_audio_preprocessor_puts_a_tone_in_its_mel_band(frequency):
     edges = np.linspace(mel(20.0), mel(8000.0), 64 + 2)
     expected_bin = int(np.argmin(np.abs(edges[1:-1] - mel(frequency))))
     assert abs(peak_bin - expected_bin) <= 1
+
+
+@pytest.mark.parametrize(
+    "sample_rate, frame_length, frame_step, num_mel_bins, samples",
+    [(16000, 400, 160, 64, 8000), (16000, 400, 160, 8, 1601), (8000, 200, 80, 16, 999)],
+)
+def test_audio_preprocessor_matches_tf_signal(
+    sample_rate, frame_length, frame_step, num_mel_bins, samples
+):
+    # The keras.ops log-mel is tf.signal's STFT (pad_end=True) and mel matrix.
+    waves = np.random.default_rng(2).uniform(-1, 1, (2, samples)).astype("float32")
+    layer = AudioPreprocessor(sample_rate, frame_length, frame_step, num_mel_bins)
+    stft = tf.signal.stft(waves, frame_length, frame_step, layer.fft_length, pad_end=True)
+    mel_matrix = tf.signal.linear_to_mel_weight_matrix(
+        num_mel_bins, layer.fft_length // 2 + 1, sample_rate, 20.0, sample_rate / 2
+    )
+    expected = tf.math.log(tf.tensordot(tf.square(tf.abs(stft)), mel_matrix, axes=1) + 1e-6)
+    np.testing.assert_allclose(layer(waves), expected, atol=2e-4)
+
+
+def test_audio_preprocessor_takes_any_length_inside_a_model():
+    waves = keras.Input(shape=(None,), name="audio")
+    model = keras.Model(waves, AudioPreprocessor(num_mel_bins=8)(waves))
+    assert tuple(model.output.shape) == (None, None, 8)
+    for samples in (160, 161, 1600):
+        frames = math.ceil(samples / 160)
+        assert tuple(model(np.zeros((2, samples), "float32")).shape) == (2, frames, 8)
 
 
 def test_audio_preprocessor_rejects_bad_arguments():
@@ -208,7 +241,18 @@ def test_text_tokenizer_validates_vocabulary():
         TextTokenizer(VOCAB, sequence_length=0)
 
 
-# --- vocabulary helpers -------------------------------------------------------------
+# --- vocabulary helpers (mmrec/data/vocabulary.py) ------------------------------------
+
+
+def test_learning_and_tokenizing_use_the_same_reserved_tokens():
+    assert vocabulary.RESERVED_TOKENS == RESERVED_TOKENS == ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+
+
+def test_moved_vocabulary_helpers_still_import_from_layers():
+    import mmrec.layers
+
+    assert mmrec.layers.learn_wordpiece_vocabulary is learn_wordpiece_vocabulary
+    assert mmrec.layers.save_vocabulary is save_vocabulary
 
 
 def test_learned_vocabulary_covers_its_corpus(tmp_path):

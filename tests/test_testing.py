@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from mmrec.testing import run_layer_checks
+from mmrec.layers.dtypes import resolve_policy, serialize_policy
+from mmrec.testing import check_dtype_round_trip, run_layer_checks
 
 X = np.random.default_rng(0).normal(size=(2, 3)).astype("float32")
 
@@ -46,6 +47,58 @@ class _DeadWeight(_Scale):
         self.unused = self.add_weight(shape=(1,), initializer="zeros")
 
 
+@keras.saving.register_keras_serializable(package="mmrec_tests")
+class _WithSublayer(_Scale):
+    """A correct layer with a sublayer built in `build`, with the layer's own policy."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.dense = keras.layers.Dense(2, dtype=self.dtype_policy)
+        self.dense.build(input_shape)
+
+    def call(self, x):
+        return keras.ops.cast(self.dense(x * self.w), "float32")
+
+
+@keras.saving.register_keras_serializable(package="mmrec_tests")
+class _SublayerTakesGlobalPolicy(_WithSublayer):
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.dense = keras.layers.Dense(2)  # the global policy of the moment
+
+
+@keras.saving.register_keras_serializable(package="mmrec_tests")
+class _Network(keras.Model):
+    """A correct functional network: explicit dtype, passed down, kept, and in the config."""
+
+    def __init__(self, units=2, dtype=None, **kwargs):
+        policy = resolve_policy(dtype)
+        self.dense = keras.layers.Dense(units, dtype=policy)
+        inputs = keras.Input(shape=(3,), name="x")
+        super().__init__(inputs=inputs, outputs=self.dense(inputs), **kwargs)
+        self.dtype_policy = policy
+        self.units = units
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "units": self.units,
+            "dtype": serialize_policy(self.dtype_policy),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="mmrec_tests")
+class _NetworkDropsDtype(_Network):
+    def get_config(self):
+        config = super().get_config()
+        del config["dtype"]
+        return config
+
+
 def test_a_correct_layer_passes(tmp_path):
     layer = run_layer_checks(
         _Scale, {"offset": 1.0}, X, expected_output_shape=(2, 3), tmp_path=tmp_path
@@ -73,3 +126,24 @@ def test_low_precision_output_is_caught():
     with pytest.raises(AssertionError, match="mixed_float16: output is float16"):
         run_layer_checks(_LowPrecisionOutput, {}, X)
     assert keras.config.dtype_policy().name == "float32"  # restored after the failure
+
+
+@pytest.mark.parametrize("cls", [_WithSublayer, _Network], ids=lambda c: c.__name__)
+def test_correct_dtype_handling_passes_the_round_trip(cls, tmp_path):
+    check_dtype_round_trip(cls, {}, X, tmp_path=tmp_path)
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_sublayer_on_the_global_policy_is_caught():
+    with pytest.raises(
+        AssertionError, match=r"dtype policies changed .* mixed_bfloat16 -> float32"
+    ):
+        check_dtype_round_trip(_SublayerTakesGlobalPolicy, {}, X)
+    assert keras.config.dtype_policy().name == "float32"  # restored after the failure
+
+
+def test_network_that_drops_its_dtype_is_caught():
+    with pytest.raises(
+        AssertionError, match=r"dtype policies changed .* mixed_bfloat16 -> float32"
+    ):
+        check_dtype_round_trip(_NetworkDropsDtype, {}, X)

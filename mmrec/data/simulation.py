@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from mmrec.data import schema
 from mmrec.data.tfrecord import DatasetWriter, interaction_example, user_example
+from mmrec.data.vocabulary import learn_wordpiece_vocabulary, save_vocabulary
 
 
 def skewed_popularity(rng: np.random.Generator, classes: int) -> np.ndarray:
@@ -144,6 +145,4 @@ def write_benchmark(
 
 def write_vocabulary(folder: str, texts: list[str]) -> None:
     """Learns a WordPiece vocabulary from the item texts and saves it as vocab.txt."""
-    from mmrec.layers.preprocessing import learn_wordpiece_vocabulary, save_vocabulary
-
     save_vocabulary(learn_wordpiece_vocabulary(texts), f"{folder}/{schema.VOCABULARY_FILE}")

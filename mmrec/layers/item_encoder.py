@@ -4,13 +4,18 @@ Where it sits in the data flow: it reads the feature dicts of ``mmrec.data``
 (``image`` uint8 ``[B, H, W, 3]``, ``text`` ``tf.string [B]``, ``audio``
 float32 ``[B, samples]``), runs one encoder per modality and a fusion layer.
 The recommender's item tower and the generators' conditioning build on it.
+
+The encoders and the fusion are ``keras.ops`` and run under any backend;
+tokenising ``tf.string`` text needs tensorflow-text, so with a ``vocabulary``
+the encoder needs the TensorFlow backend, and without one (token-id text) it
+does not import TensorFlow.
 """
 
 import keras
 
+from mmrec.layers.dtypes import resolve_policy, serialize_policy
 from mmrec.layers.encoders import AudioEncoder, ImageEncoder, TextEncoder
 from mmrec.layers.fusion import AttentionFusion, ConcatFusion, GatedFusion, WeightedFusion
-from mmrec.layers.preprocessing import TextTokenizer
 
 MODALITIES = ("image", "text", "audio")
 FUSIONS = {
@@ -51,6 +56,8 @@ class MultimodalItemEncoder(keras.Model):
             encoders (entries for unused modalities are ignored), e.g.
             ``{"image": {"filters": [8, 16]}, "text": {"kind": "lstm"}}``.
         use_modality_mask: add the ``"<modality>_mask"`` inputs.
+        dtype: the dtype policy (or its name) of the encoders and the fusion
+            (the embedding is float32); ``None`` takes the global policy.
 
     Example:
 
@@ -62,8 +69,8 @@ class MultimodalItemEncoder(keras.Model):
     >>> items = {"image": np.zeros((2, 16, 16, 3), "uint8"),
     ...          "text": np.array(["red star", "blue heart"])}
     >>> embeddings = encoder(items)
-    >>> embeddings.shape, np.linalg.norm(embeddings, axis=-1).round(4).tolist()
-    (TensorShape([2, 8]), [1.0, 1.0])
+    >>> tuple(embeddings.shape), np.linalg.norm(embeddings, axis=-1).round(4).tolist()
+    ((2, 8), [1.0, 1.0])
     """
 
     def __init__(
@@ -74,6 +81,7 @@ class MultimodalItemEncoder(keras.Model):
         vocabulary=None,
         encoder_config=None,
         use_modality_mask=False,
+        dtype=None,
         **kwargs,
     ):
         if isinstance(modalities, str) or not modalities:
@@ -108,10 +116,26 @@ class MultimodalItemEncoder(keras.Model):
                 "encoder_config['text']['vocabulary_size'] (for token-id text). "
                 "Received: vocabulary=None and no vocabulary_size"
             )
+        if (
+            "text" in modalities
+            and vocabulary is not None
+            and keras.backend.backend() != "tensorflow"
+        ):
+            raise ValueError(
+                "Expected token-id text (encoder_config['text']['vocabulary_size'], no "
+                "vocabulary) on a backend other than TensorFlow: tokenising tf.string text needs "
+                "tensorflow-text. Tokenise in the tf.data pipeline instead. Received: a "
+                f"vocabulary with backend={keras.backend.backend()!r}"
+            )
+
+        policy = resolve_policy(dtype)
 
         # === Layers ===
         self.tokenizer = None
         if "text" in modalities and vocabulary is not None:
+            # Imported here: tensorflow-text is needed only for string text.
+            from mmrec.layers.preprocessing import TextTokenizer
+
             self.tokenizer = TextTokenizer(
                 vocabulary, sequence_length=text_config.get("sequence_length", 32), name="tokenizer"
             )
@@ -122,8 +146,10 @@ class MultimodalItemEncoder(keras.Model):
             config = {"embedding_dim": embedding_dim, **encoder_config.get(m, {})}
             if m == "text":
                 config = {**config, **text_config}
-            self.encoders[m] = _ENCODERS[m](**config, name=f"{m}_encoder")
-        self.fusion = FUSIONS[fusion](modalities, output_dim=embedding_dim, name="fusion")
+            self.encoders[m] = _ENCODERS[m](**config, name=f"{m}_encoder", dtype=policy)
+        self.fusion = FUSIONS[fusion](
+            modalities, output_dim=embedding_dim, name="fusion", dtype=policy
+        )
         self.normalize = keras.layers.UnitNormalization(
             axis=-1, name="item_embedding", dtype="float32"
         )
@@ -155,6 +181,8 @@ class MultimodalItemEncoder(keras.Model):
             embeddings[m] = self.encoders[m](x)
         outputs = self.normalize(self.fusion(embeddings, mask=masks))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        # Functional Model.__init__ drops `dtype`; the policy is this model's own.
+        self.dtype_policy = policy
 
         # === Config ===
         self.modalities = modalities
@@ -174,6 +202,7 @@ class MultimodalItemEncoder(keras.Model):
             "vocabulary": self.vocabulary,
             "encoder_config": self.encoder_config,
             "use_modality_mask": self.use_modality_mask,
+            "dtype": serialize_policy(self.dtype_policy),
         }
 
     @classmethod

@@ -19,8 +19,8 @@ class PositionEmbedding(keras.layers.Layer):
     Example:
 
     >>> layer = PositionEmbedding(sequence_length=8)
-    >>> layer(np.zeros((2, 5, 4), "float32")).shape
-    TensorShape([2, 5, 4])
+    >>> tuple(layer(np.zeros((2, 5, 4), "float32")).shape)
+    (2, 5, 4)
     """
 
     def __init__(self, sequence_length, **kwargs):
@@ -71,8 +71,8 @@ class TransformerBlock(keras.layers.Layer):
     >>> block = TransformerBlock(num_heads=2, intermediate_dim=16)
     >>> x = np.random.normal(size=(2, 5, 8)).astype("float32")
     >>> mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
-    >>> block(x, padding_mask=mask).shape
-    TensorShape([2, 5, 8])
+    >>> tuple(block(x, padding_mask=mask).shape)
+    (2, 5, 8)
     """
 
     def __init__(self, num_heads, intermediate_dim, dropout=0.0, **kwargs):
@@ -100,7 +100,7 @@ class TransformerBlock(keras.layers.Layer):
             self.intermediate_dim, activation="gelu", dtype=self.dtype_policy
         )
         self.mlp_output = keras.layers.Dense(hidden_dim, dtype=self.dtype_policy)
-        self.mlp_dropout = keras.layers.Dropout(self.dropout)
+        self.mlp_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
         self.attention_norm.build(input_shape)
         self.attention.build(input_shape, input_shape)
@@ -143,7 +143,7 @@ class MaskedMeanPooling(keras.layers.Layer):
 
     >>> x = np.ones((2, 3, 4), "float32")
     >>> mask = np.array([[1, 1, 0], [0, 0, 0]], bool)
-    >>> MaskedMeanPooling()(x, mask=mask).numpy()[:, 0].tolist()
+    >>> keras.ops.convert_to_numpy(MaskedMeanPooling()(x, mask=mask))[:, 0].tolist()
     [1.0, 0.0]
     """
 

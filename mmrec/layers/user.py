@@ -4,15 +4,15 @@ Where it sits in the data flow: the recommender gathers the embeddings of the
 items in a user's history (padded item ids, ``PAD_ID = -1``, looked up in the
 catalogue's item embeddings) and `UserEncoder` pools them into a vector in the
 same space as the item embeddings, so that ``dot(user, item)`` scores items.
+`ItemEmbeddingTable` is that lookup as a layer, for models that embed the
+catalogue once (`Recommender.build_user_encoder`).
 """
 
 import keras
 from keras import ops
 
+from mmrec.histories import PAD_ID
 from mmrec.layers.sequence import MaskedMeanPooling, PositionEmbedding, TransformerBlock
-
-# mmrec's padding id for item ids (histories, batches of ids). Item ids are 0..N-1.
-PAD_ID = -1
 
 USER_POOLINGS = ("mean", "transformer")
 
@@ -44,8 +44,8 @@ class UserEncoder(keras.layers.Layer):
     >>> history = np.random.normal(size=(2, 4, 8)).astype("float32")
     >>> item_ids = np.array([[3, 17, 42, -1], [-1, -1, -1, -1]])
     >>> user = UserEncoder(pooling="transformer", max_length=4)(history, item_ids=item_ids)
-    >>> user.shape, bool(np.all(user.numpy()[1] == 0))
-    (TensorShape([2, 8]), True)
+    >>> tuple(user.shape), bool(np.all(keras.ops.convert_to_numpy(user)[1] == 0))
+    ((2, 8), True)
     """
 
     def __init__(self, pooling="mean", max_length=50, num_layers=1, num_heads=2, **kwargs):
@@ -124,4 +124,60 @@ class UserEncoder(keras.layers.Layer):
                 "num_heads": self.num_heads,
             }
         )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mmrec")
+class ItemEmbeddingTable(keras.layers.Layer):
+    """A fixed table of item embeddings: padded item ids ``[B, L]`` → embeddings ``[B, L, D]``.
+
+    The table is a non-trainable weight (saved with the model), set once from
+    `Recommender.item_embeddings()`, so a model built on it looks items up
+    instead of re-embedding the catalogue at every call. Padding (``PAD_ID =
+    -1``) maps to zero vectors. The layer is float32 whatever the global policy:
+    the table holds the embeddings exactly as the item tower produced them (a
+    mixed-precision user tower casts them to its compute dtype itself).
+
+    Args:
+        num_items: N, the number of rows.
+        embedding_dim: D, the width of an embedding.
+
+    Example:
+
+    >>> table = ItemEmbeddingTable(num_items=3, embedding_dim=2)
+    >>> _ = table.embeddings.assign(np.eye(3, 2, dtype="float32"))
+    >>> ops.convert_to_numpy(table(np.array([[1, -1]]))).tolist()
+    [[[0.0, 1.0], [0.0, 0.0]]]
+    """
+
+    def __init__(self, num_items, embedding_dim, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        for name, value in [("num_items", num_items), ("embedding_dim", embedding_dim)]:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(
+                    f"Expected {name} to be a positive int. Received: {name}={value!r}"
+                )
+        self.num_items = num_items
+        self.embedding_dim = embedding_dim
+        self.embeddings = self.add_weight(
+            shape=(num_items, embedding_dim),
+            initializer="zeros",
+            trainable=False,
+            name="embeddings",
+        )
+        self.built = True
+
+    def call(self, item_ids):
+        item_ids = ops.cast(item_ids, "int32")
+        rows = ops.take(self.embeddings, ops.maximum(item_ids, 0), axis=0)
+        real = ops.not_equal(item_ids, PAD_ID)[..., None]
+        return ops.where(real, rows, ops.zeros_like(rows))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.embedding_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_items": self.num_items, "embedding_dim": self.embedding_dim})
         return config
