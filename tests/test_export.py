@@ -215,7 +215,7 @@ def test_text_generator_returns_seeded_images_and_png_bytes(data, tmp_path):
     assert images.dtype == np.float32 and images.shape == (3, 32, 32, 3)
     np.testing.assert_array_equal(images[0], images[2])  # same text and seed, same image
     assert not np.allclose(images[0], images[1])
-    expected = gan._decode(seeded_noise(seeds, gan.latent_dim), texts)
+    expected = gan.decode(seeded_noise(seeds, gan.latent_dim), texts)
     np.testing.assert_allclose(images, expected, atol=1e-5)
     pixels = np.stack([tf.io.decode_png(p).numpy() for p in out["images_png_bytes"].numpy()])
     np.testing.assert_array_equal(pixels, np.round((images.clip(-1, 1) + 1) * 127.5))
@@ -236,7 +236,7 @@ def test_user_generator_samples_the_users_attributes_in_the_graph(data, tmp_path
         assert 0 <= labels[name].numpy().min() and labels[name].numpy().max() < classes
         assert labels[name].numpy()[0] == labels[name].numpy()[1]  # same user, same seed
     condition = {f"label_{name}": value for name, value in labels.items()}
-    expected = gan._decode(seeded_noise(seeds, gan.latent_dim), condition)
+    expected = gan.decode(seeded_noise(seeds, gan.latent_dim), condition)
     np.testing.assert_allclose(out["images"], expected, atol=1e-5)
 
 

@@ -1,12 +1,22 @@
-"""The two-tower recommender: loss pieces, retrieval, training, serialisation, errors."""
+"""The two-tower recommender: loss pieces, retrieval, training, serialisation, user encoder."""
+
+import doctest
+import json
 
 import keras
 import numpy as np
 import pytest
 
+import mmrec.models.recommender as recommender_module
 from mmrec.data import ShapesConfig, load, write_shapes
 from mmrec.evaluation.ranking import evaluate_ranking
-from mmrec.models.recommender import Recommender, remove_accidental_hits, top_k_excluding
+from mmrec.models.recommender import (
+    ItemEmbeddingTable,
+    Recommender,
+    remove_accidental_hits,
+    top_k_excluding,
+)
+from mmrec.testing import run_layer_checks
 
 TINY_ENCODERS = {
     "image": {"filters": [4, 8]},
@@ -141,9 +151,118 @@ def test_saved_model_reloads_with_equal_recommendations(data, tmp_path):
 def test_id_only_baseline_and_user_encoder(data):
     rec = Recommender.from_dataset(data, modalities=(), item_id_embedding=True, embedding_dim=8)
     assert rec.item_encoder is None and rec.catalogue == {}
-    users = rec.user_encoder({"history": np.array([[1, 2, -1] + [-1] * 47], "int32")})
+    history = np.array([[1, 2, -1] + [-1] * 47], "int32")
+    users = rec.build_user_encoder()({"history": history})
     assert users.shape == (1, 8)
     np.testing.assert_allclose(np.linalg.norm(users, axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        users, rec.user_embeddings(history, rec.item_embeddings()), rtol=1e-5, atol=1e-6
+    )
+
+
+# --- the user encoder ---------------------------------------------------------------------
+
+HISTORIES = np.array([[3, 17, 42, -1, -1], [5, -1, -1, -1, -1], [-1] * 5, [1, 2, 3, 4, 79]])
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(recommender_module, extraglobs={"np": np})
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_item_embedding_table_standard_checks_and_padding(tmp_path):
+    table = run_layer_checks(
+        ItemEmbeddingTable,
+        init_kwargs={"num_items": 6, "embedding_dim": 4},
+        input_data=np.array([[0, 5, -1], [-1, -1, -1]], "int32"),
+        expected_output_shape=(2, 3, 4),
+        run_fit=False,  # nothing to train: the table is fixed
+        tmp_path=tmp_path,
+    )
+    assert table.trainable_weights == [] and table.dtype_policy.name == "float32"
+    rows = np.arange(12, dtype="float32").reshape(3, 4) + 1
+    table = ItemEmbeddingTable(3, 4)
+    table.embeddings.assign(rows)
+    out = table(np.array([[2, -1, 0]], "int32")).numpy()
+    np.testing.assert_array_equal(out[0], [rows[2], np.zeros(4), rows[0]])
+    with pytest.raises(ValueError, match="Expected num_items to be a positive int. Received: num"):
+        ItemEmbeddingTable(0, 4)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "transformer"])
+def test_user_encoder_equals_user_embeddings_and_loads_in_safe_mode(data, pooling, tmp_path):
+    rec = _tiny(data, user_pooling=pooling, item_id_embedding=True)
+    encoder = rec.build_user_encoder()
+    expected = rec.user_embeddings(HISTORIES, rec.item_embeddings())
+    users = encoder({"history": HISTORIES})
+    assert users.dtype == "float32"
+    np.testing.assert_allclose(users, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(users[:2], axis=-1), 1.0, rtol=1e-5)
+    path = str(tmp_path / "user_encoder.keras")
+    encoder.save(path)
+    assert "Lambda" not in json.dumps(encoder.get_config())
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded({"history": HISTORIES}), users, rtol=1e-6, atol=1e-7)
+
+
+def test_user_encoder_looks_items_up_instead_of_embedding_the_catalogue(data, monkeypatch):
+    rec = _tiny(data)
+    encoder = rec.build_user_encoder()
+    expected, items = encoder({"history": HISTORIES}), rec.item_embeddings()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the user encoder re-embedded the catalogue")
+
+    monkeypatch.setattr(rec.item_encoder, "call", fail)
+    np.testing.assert_allclose(encoder({"history": HISTORIES}), expected)
+    assert not any(layer is rec.item_encoder for layer in encoder.layers)
+    table = encoder.get_layer("item_embeddings")
+    assert isinstance(table, ItemEmbeddingTable) and not table.trainable_weights
+    np.testing.assert_allclose(table.embeddings, items, rtol=1e-6, atol=1e-7)
+
+
+def test_a_frozen_user_encoder_is_a_snapshot_that_never_freezes_the_recommender(data):
+    rec = _tiny(data, user_pooling="transformer")
+    trainable = len(rec.trainable_weights)
+    frozen = rec.build_user_encoder(frozen=True)
+    assert frozen.trainable_weights == [] and len(rec.trainable_weights) == trainable
+    assert all(layer.trainable for layer in (rec.user_tower, rec.user_hidden, rec.user_projection))
+    before = frozen({"history": HISTORIES}).numpy()
+    tower = [w.numpy().copy() for w in rec.user_hidden.weights]
+    rec.compile(keras.optimizers.Adam(1e-2))
+    rec.fit(data.interactions("train", batch_size=32), epochs=1, steps_per_epoch=2, verbose=0)
+    assert not np.allclose(rec.user_hidden.weights[0], tower[0])  # the recommender trained
+    np.testing.assert_array_equal(frozen({"history": HISTORIES}), before)
+
+
+def test_an_unfrozen_user_encoder_shares_the_recommenders_user_tower(data):
+    rec = _tiny(data)
+    shared = rec.build_user_encoder(frozen=False)
+    assert shared.get_layer("user_hidden") is rec.user_hidden
+    assert shared.get_layer("users") is rec.user_tower
+    assert len(shared.trainable_weights) == len(rec.user_hidden.weights) + len(
+        rec.user_projection.weights
+    )
+    items = shared.get_layer("item_embeddings").embeddings.numpy()
+    rec.compile(keras.optimizers.Adam(1e-2))
+    rec.fit(data.interactions("train", batch_size=32), epochs=1, steps_per_epoch=2, verbose=0)
+    # It follows the recommender's user tower (over the item embeddings it was built with).
+    np.testing.assert_allclose(
+        shared({"history": HISTORIES}), rec.user_embeddings(HISTORIES, items), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_saving_the_recommender_builds_no_user_encoder(data, tmp_path, monkeypatch):
+    rec = _tiny(data)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("saving built a user encoder")
+
+    monkeypatch.setattr(Recommender, "build_user_encoder", fail)
+    path = str(tmp_path / "rec.keras")
+    rec.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded(HISTORIES), rec(HISTORIES), rtol=1e-6, atol=1e-7)
 
 
 def test_errors_say_what_was_expected(data):

@@ -157,7 +157,7 @@ def assert_serves_correct_answers(served):
 
 def expected_images(served, texts, seeds):
     seeds = tf.constant(seeds, tf.int64)
-    images = served.gan._decode(seeded_noise(seeds, served.gan.latent_dim), tf.constant(texts))
+    images = served.gan.decode(seeded_noise(seeds, served.gan.latent_dim), tf.constant(texts))
     return keras.ops.convert_to_numpy(images)
 
 

@@ -13,6 +13,8 @@ import dataclasses
 import json
 import os
 
+from mmrec import histories
+
 SCHEMA_VERSION = 1
 METADATA_FILE = "dataset.json"
 VOCABULARY_FILE = "vocab.txt"
@@ -21,7 +23,7 @@ MODALITIES = ("image", "text", "audio")
 RECORD_KINDS = ("items", "users", "interactions")
 
 # Padding for variable-length item-id lists (histories). Item ids are 0..N-1.
-PAD_ID = -1
+PAD_ID = histories.PAD_ID
 
 # --- item records --------------------------------------------------------------
 ITEM_ID = "item_id"  # int64

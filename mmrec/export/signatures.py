@@ -26,12 +26,9 @@ import tensorflow as tf
 from keras import ops
 
 from mmrec.layers.user import PAD_ID
-from mmrec.models.generator import ConditionalImageModel, label_key, num_classes
+from mmrec.models.attributes import label_key, num_classes
+from mmrec.models.image_generation import ConditionalImageModel
 from mmrec.models.recommender import Recommender, top_k_excluding
-
-# Descriptions for the warm-up requests of text-conditioned models; words missing
-# from a vocabulary become [UNK], which is still a valid request.
-_EXAMPLE_TEXTS = ("a large red star on a striped background", "small heart, teal, dotted backdrop")
 
 
 @dataclasses.dataclass
@@ -266,63 +263,52 @@ def generator_endpoints(model):
 
     Inputs, one row per image (every input has the same first dimension B):
 
-    * the condition the model was trained with: ``label_<attribute>`` int32
-      ``[B]`` for each attribute (``condition="attributes"``), ``text`` tf.string
-      ``[B]`` (``"text"``, tokenised in the graph) or ``history`` int32 ``[B, L]``
-      padded with -1 (``"user"``);
-    * ``seed`` int64 ``[B]``: row i's noise (and, for users, its sampled
-      attributes) depend on ``seed[i]`` only. For N images of one condition,
-      send N rows with N different seeds.
+    * the condition's served inputs, as its conditioning declares them
+      (`Conditioning.serving_inputs`): ``label_<attribute>`` int32 ``[B]`` for each
+      attribute (attributes), ``text`` tf.string ``[B]`` (text, tokenised in the
+      graph) or ``history`` int32 ``[B, L]`` padded with -1 (users);
+    * ``seed`` int64 ``[B]``: row i's noise (and anything the conditioning samples,
+      e.g. a user's attributes) depends on ``seed[i]`` only. For N images of one
+      condition, send N rows with N different seeds.
 
     Outputs: ``images`` float32 ``[B, H, W, 3]`` in [-1, 1] and
-    ``images_png_bytes`` tf.string ``[B]`` (8-bit PNGs, base64 over REST); for
-    users also ``label_<attribute>`` int32 ``[B]``, the attributes sampled from
-    the user's predicted preferences.
+    ``images_png_bytes`` tf.string ``[B]`` (8-bit PNGs, base64 over REST), plus
+    what the conditioning sampled (users: ``label_<attribute>`` int32 ``[B]``).
+    Attribute ids out of range and malformed histories fail the request with a
+    message that names the valid range.
     """
-    counts = num_classes(model.attributes)
-    specs = {}
-    example = {"seed": np.array([0, 1], dtype="int64")}
-    length = None
-    if model.condition == "text":
-        specs["text"] = _spec([None], tf.string, "text")
-        example["text"] = np.array(_EXAMPLE_TEXTS, dtype=object)
-    elif model.condition == "user":
-        specs["history"] = _spec([None, None], tf.int32, "history")
-        example["history"] = _example_histories(2, width=3)
-        user_input = keras.tree.flatten(model.preference_model.user_encoder.inputs)[0]
-        length = user_input.shape[1]
-    else:
-        for name, classes in counts.items():
-            specs[label_key(name)] = _spec([None], tf.int32, label_key(name))
-            example[label_key(name)] = np.array([0, min(1, classes - 1)], dtype="int32")
+    conditioning = model.conditioning
+    counts = num_classes(conditioning.attributes)
+    specs, example = {}, {}
+    for name, (shape, dtype) in conditioning.serving_inputs().items():
+        specs[name] = _spec([None, *shape], tf.as_dtype(dtype), name)
+    example.update(conditioning.example_inputs())
     specs["seed"] = _spec([None], tf.int64, "seed")
+    example["seed"] = np.array([0, 1], dtype="int64")
+    history_length = getattr(conditioning, "history_length", None)
+
+    def checked(inputs):
+        """The served inputs with the history and attribute-id contracts asserted in the graph."""
+        out = dict(inputs)
+        if "history" in out:
+            out["history"] = fit_history(out["history"], history_length)
+        for name, classes in counts.items():
+            if label_key(name) in out:
+                ids = tf.cast(out[label_key(name)], tf.int32)
+                valid = tf.reduce_all((ids >= 0) & (ids < classes))
+                message = f"Expected {label_key(name)} in [0, {classes})."
+                with tf.control_dependencies([tf.debugging.Assert(valid, [message])]):
+                    out[label_key(name)] = tf.identity(ids)
+        return out
 
     def generate_image(inputs):
         seeds = inputs["seed"]
         noise = seeded_noise(seeds, model.latent_dim)
-        outputs = {}
-        if model.condition == "user":
-            history = fit_history(inputs["history"], length)
-            logits = model.preference_model({"history": history}, training=False)
-            condition = {}
-            for stream, name in enumerate(model.attributes, start=1):
-                sampled = seeded_categorical(seeds, logits[name], stream)
-                condition[label_key(name)] = sampled
-                outputs[label_key(name)] = sampled
-        elif model.condition == "text":
-            condition = inputs["text"]
-        else:
-            condition = {}
-            for name, classes in counts.items():
-                ids = tf.cast(inputs[label_key(name)], tf.int32)
-                valid = tf.reduce_all((ids >= 0) & (ids < classes))
-                message = f"Expected {label_key(name)} in [0, {classes})."
-                with tf.control_dependencies([tf.debugging.Assert(valid, [message])]):
-                    condition[label_key(name)] = tf.identity(ids)
-        images = _float32(model._decode(noise, condition))
-        outputs["images"] = images
-        outputs["images_png_bytes"] = encode_png(images)
-        return outputs
+        network_inputs, sampled = conditioning.resolve(
+            checked(inputs), lambda logits, stream: seeded_categorical(seeds, logits, stream)
+        )
+        images = _float32(model.decode(noise, network_inputs))
+        return {**sampled, "images": images, "images_png_bytes": encode_png(images)}
 
     return [Endpoint("generate_image", generate_image, specs, example)]
 

@@ -17,7 +17,13 @@ Items never seen in training (cold items) keep a bias of 0, the average, because
 an L2 penalty holds the learned biases around 0.
 
 `recommend` ranks the whole catalogue in chunks (bounded memory), excluding the
-user's history. The generators personalise through `user_encoder`.
+user's history. The generators personalise through `build_user_encoder()`, a
+saveable functional model of the user tower over a snapshot of the catalogue's
+item embeddings (`ItemEmbeddingTable`).
+
+Mixed precision: the recommender builds every sublayer with its own ``dtype``
+policy and saves it in its config, so a model trained under ``mixed_bfloat16``
+reloads (and exports) computing in bfloat16 whatever the global policy then is.
 """
 
 from __future__ import annotations
@@ -28,54 +34,18 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from mmrec.layers import MultimodalItemEncoder, TextTokenizer, UserEncoder
-from mmrec.layers.user import PAD_ID
+from mmrec.histories import PAD_ID, pad_histories
+from mmrec.layers.dtypes import resolve_policy, serialize_policy
+from mmrec.layers.item_encoder import MultimodalItemEncoder
+from mmrec.layers.preprocessing import TextTokenizer
+from mmrec.layers.user import ItemEmbeddingTable, UserEncoder
+from mmrec.models.retrieval import (  # noqa: F401  (top_k_excluding: also public here)
+    check_history_ids,
+    remove_accidental_hits,
+    top_k_excluding,
+)
 
-# A logit low enough to remove a candidate from a softmax, yet finite under float16.
-_REMOVED = -1e4
 _CATALOGUE_DTYPES = {"image": "uint8", "text": "int32", "audio": "float32"}
-
-
-def remove_accidental_hits(logits, candidate_ids):
-    """Masks in-batch negatives that are the same item as the row's positive.
-
-    Row i's positive is column i (in-batch softmax). keras-rs 0.4.0's
-    `RemoveAccidentalHits` adds `smallest_normal / 100` (≈1e-40) to such logits,
-    which leaves them unchanged, so the masking is done here.
-    """
-    same = ops.equal(candidate_ids[:, None], candidate_ids[None, :])
-    accidental = ops.logical_and(same, ops.logical_not(ops.eye(ops.shape(logits)[0]) > 0))
-    return ops.where(accidental, ops.cast(_REMOVED, logits.dtype), logits)
-
-
-def top_k_excluding(user_embeddings, item_embeddings, exclude, k, chunk_size=65536, item_bias=None):
-    """Top-k items by dot product (plus `item_bias`), never returning an id in `exclude`.
-
-    `exclude` is int [B, L], padded with -1. Scores are computed for `chunk_size`
-    items at a time and merged, so memory is O(batch × chunk_size) whatever the
-    catalogue size.
-    """
-    users = tf.convert_to_tensor(user_embeddings, tf.float32)
-    items = tf.convert_to_tensor(item_embeddings, tf.float32)
-    bias = None if item_bias is None else tf.convert_to_tensor(item_bias, tf.float32)
-    exclude = tf.convert_to_tensor(exclude, tf.int32)
-    num_items = int(items.shape[0])
-    k = min(k, num_items)
-    best_scores, best_ids = [], []
-    for start in range(0, num_items, chunk_size):
-        block = items[start : start + chunk_size]
-        scores = tf.matmul(users, block, transpose_b=True)
-        if bias is not None:
-            scores += bias[None, start : start + chunk_size]
-        ids = tf.range(start, start + tf.shape(block)[0], dtype=tf.int32)
-        excluded = tf.reduce_any(exclude[:, :, None] == ids[None, None, :], axis=1)
-        scores = tf.where(excluded, -np.inf, scores)
-        top = tf.math.top_k(scores, k=min(k, int(block.shape[0])))
-        best_scores.append(top.values)
-        best_ids.append(top.indices + start)
-    scores, ids = tf.concat(best_scores, 1), tf.concat(best_ids, 1)
-    top = tf.math.top_k(scores, k=k)
-    return tf.gather(ids, top.indices, batch_dims=1), top.values
 
 
 @keras.saving.register_keras_serializable(package="mmrec")
@@ -104,6 +74,9 @@ class Recommender(keras.Model):
             sampling-probability correction); uniform if None.
         tokenizer: the `TextTokenizer` that made the catalogue's token ids (kept
             for exports that take raw text).
+        dtype: the dtype policy (e.g. ``"mixed_bfloat16"``) of the model and of
+            every layer it builds; None for the global policy. It is saved in the
+            config, so a reloaded model computes as it was trained.
 
     Example:
 
@@ -131,9 +104,11 @@ class Recommender(keras.Model):
         max_history=50,
         embedding_dim=None,
         catalogue_spec=None,
+        dtype=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        policy = resolve_policy(dtype)
+        super().__init__(dtype=policy, **kwargs)
         catalogue = dict(catalogue or {})
         if catalogue_spec is None:
             catalogue_spec = {
@@ -172,26 +147,38 @@ class Recommender(keras.Model):
                 embedding_dim,
                 embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05),
                 name="item_id_embedding",
+                dtype=policy,
             )
-        self.user_tower = UserEncoder(pooling=user_pooling, max_length=max_history, name="users")
+        self.user_tower = UserEncoder(
+            pooling=user_pooling, max_length=max_history, name="users", dtype=policy
+        )
         # An MLP after pooling: a dot product with the *mean* of the history is additive in
         # the item features; the hidden layer lets the tower sharpen that mean into "the
         # few things this user likes", which is what the ranking rewards.
         self.user_hidden = keras.layers.Dense(
-            4 * embedding_dim, activation="gelu", name="user_hidden"
+            4 * embedding_dim, activation="gelu", name="user_hidden", dtype=policy
         )
-        self.user_projection = keras.layers.Dense(embedding_dim, name="user_projection")
-        self.correction = keras_rs.layers.SamplingProbabilityCorrection(name="logq_correction")
+        self.user_projection = keras.layers.Dense(
+            embedding_dim, name="user_projection", dtype=policy
+        )
+        # float32 whatever the policy: it acts on the logits, which the softmax loss needs
+        # at full precision (a bfloat16 logit keeps 3 significant digits).
+        self.correction = keras_rs.layers.SamplingProbabilityCorrection(
+            name="logq_correction", dtype="float32"
+        )
         self.loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True)
 
         # === Weights: the catalogue and the candidates' sampling probabilities ===
         self.catalogue = {}
         for name, spec in catalogue_spec.items():
+            # Not autocast: the content goes to the item encoder as it is stored (the
+            # encoders cast it themselves), also inside a mixed-precision call().
             variable = self.add_weight(
                 shape=tuple(spec["shape"]),
                 dtype=spec["dtype"],
                 initializer="zeros",
                 trainable=False,
+                autocast=False,
                 name=f"catalogue_{name}",
             )
             if name in catalogue:
@@ -256,7 +243,10 @@ class Recommender(keras.Model):
             embedding = self.item_encoder(features, training=training)
         if self.item_ids is not None:
             all_ids = ops.arange(self.num_items) if ids is None else ids
-            embedding = embedding + self.item_ids(all_ids)
+            # In float32: under mixed precision the two towers' outputs differ in dtype.
+            embedding = ops.add(
+                ops.cast(embedding, "float32"), ops.cast(self.item_ids(all_ids), "float32")
+            )
         return ops.normalize(ops.cast(embedding, "float32"), axis=-1)
 
     def user_embeddings(self, history, item_embeddings, training=False):
@@ -272,16 +262,60 @@ class Recommender(keras.Model):
         history = inputs["history"] if isinstance(inputs, dict) else inputs
         return self.user_embeddings(history, self.item_embeddings(training), training)
 
-    @property
-    def user_encoder(self) -> keras.Model:
-        """A functional model `{"history": int32 [B, L]}` → user embedding [B, D].
+    def build_user_encoder(self, frozen=True, batch_size=1024) -> keras.Model:
+        """The user tower as a functional model: ``{"history": int32 [B, L]}`` → float32 [B, D].
 
-        The catalogue's item embeddings are computed inside, so it is
-        self-contained (what the personalised generators condition on).
+        What the personalised generators condition on. Histories are padded with
+        -1 (any ``L``; ``recommend`` keeps the ``max_history`` most recent items).
+        The output equals ``user_embeddings(history, item_embeddings())``: unit
+        norm, float32 also under mixed precision.
+
+        The catalogue is embedded once, here, into an `ItemEmbeddingTable` (a
+        non-trainable weight), so a call costs one lookup and one user-tower
+        pass. The model holds only registered layers: it saves to ``.keras`` and
+        loads with ``safe_mode=True`` without this recommender.
+
+        Args:
+            frozen: True for an independent snapshot: copies of the user-tower
+                layers with this model's weights, not trainable (training the
+                recommender later leaves it unchanged, and freezing it never
+                freezes the recommender). False to share the recommender's
+                user-tower layers: the encoder then follows (and trains) them.
+                The item embeddings are a snapshot in both cases.
+            batch_size: items embedded at a time when computing the table.
+
+        Example:
+
+        ```python
+        encoder = rec.build_user_encoder()
+        users = encoder({"history": np.array([[3, 17, 42, -1]], "int32")})  # [1, D]
+        encoder.save("user_encoder.keras")
+        ```
         """
-        history = keras.Input(shape=(self.max_history,), dtype="int32", name="history")
-        outputs = keras.layers.Lambda(lambda h: self(h), name="user_embedding")(history)
-        return keras.Model({"history": history}, outputs, name="user_encoder")
+        items = ops.convert_to_numpy(self.item_embeddings(batch_size=batch_size))
+        tower = (self.user_tower, self.user_hidden, self.user_projection)
+        if frozen:
+            tower = tuple(type(layer).from_config(layer.get_config()) for layer in tower)
+        pooling, hidden, projection = tower
+
+        # === Layers ===
+        table = ItemEmbeddingTable(self.num_items, items.shape[1], name="item_embeddings")
+        normalize = keras.layers.UnitNormalization(name="user_embedding", dtype="float32")
+
+        # === Functional Model ===
+        history = keras.Input(shape=(None,), dtype="int32", name="history")
+        pooled = pooling(table(history), item_ids=history)
+        user = normalize(projection(hidden(pooled)))
+        encoder = keras.Model({"history": history}, user, name="user_encoder")
+
+        # === Weights ===
+        table.embeddings.assign(items)
+        if frozen:
+            originals = (self.user_tower, self.user_hidden, self.user_projection)
+            for copy, original in zip(tower, originals, strict=True):
+                copy.set_weights(original.get_weights())
+            encoder.trainable = False
+        return encoder
 
     # --- training -----------------------------------------------------------------------
 
@@ -358,8 +392,8 @@ class Recommender(keras.Model):
             `(ids int32 [B, k], scores float32 [B, k])`, best first; a score is
             the model's logit (see `score_items`).
         """
-        history = _pad_histories(history, self.max_history)
-        _check_ids(history, self.num_items)
+        history = pad_histories(history, self.max_history)[0]
+        check_history_ids(history, self.num_items)
         items = item_embeddings
         if items is None:
             items = self.item_embeddings(batch_size=batch_size)
@@ -381,7 +415,7 @@ class Recommender(keras.Model):
         A score is the logit the model was trained with:
         ``cos(user, item) / temperature + item_bias[item]``.
         """
-        history = _pad_histories(history, self.max_history)
+        history = pad_histories(history, self.max_history)[0]
         items = item_embeddings
         if items is None:
             items = self.item_embeddings(batch_size=batch_size)
@@ -410,8 +444,11 @@ class Recommender(keras.Model):
 
         `modalities=None` uses every modality the dataset has; `modalities=()` with
         `item_id_embedding=True` gives the ID-only baseline. A per-item bias is on
-        by default (`item_bias=True`).
+        by default (`item_bias=True`). Other keyword arguments go to the
+        constructor, e.g. `dtype="mixed_bfloat16"` (the item encoder gets the same
+        policy).
         """
+        policy = resolve_policy(kwargs.pop("dtype", None))
         modalities = tuple(data.info.modalities if modalities is None else modalities)
         catalogue = data.catalogue()
         features = catalogue.features()
@@ -438,6 +475,7 @@ class Recommender(keras.Model):
                 embedding_dim=embedding_dim,
                 encoder_config=encoder_config,
                 name="item_encoder",
+                dtype=policy,
             )
         frequencies = np.zeros(data.info.num_items)
         for batch in data.interactions("train", batch_size=8192, shuffle=False):
@@ -453,6 +491,7 @@ class Recommender(keras.Model):
             tokenizer=tokenizer,
             max_history=data.info.max_history,
             embedding_dim=embedding_dim,
+            dtype=policy,
             **kwargs,
         )
 
@@ -479,6 +518,7 @@ class Recommender(keras.Model):
             "max_history": self.max_history,
             "embedding_dim": self.embedding_dim,
             "catalogue_spec": self.catalogue_spec,
+            "dtype": serialize_policy(self.dtype_policy),
         }
 
     @classmethod
@@ -488,26 +528,3 @@ class Recommender(keras.Model):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
-
-
-def _pad_histories(history, length) -> np.ndarray:
-    """A list of id lists (or an array) → int32 [B, length], the most recent items kept."""
-    if isinstance(history, np.ndarray | tf.Tensor) and np.ndim(history) == 2:
-        history = np.asarray(history, dtype=np.int32)
-        if history.shape[1] == length:
-            return history
-        history = [row[row != PAD_ID] for row in history]
-    out = np.full((len(history), length), PAD_ID, dtype=np.int32)
-    for i, row in enumerate(history):
-        row = list(row)[-length:]
-        out[i, : len(row)] = row
-    return out
-
-
-def _check_ids(history: np.ndarray, num_items: int) -> None:
-    bad = history[(history != PAD_ID) & ((history < 0) | (history >= num_items))]
-    if bad.size:
-        raise ValueError(
-            f"Expected history item ids in [0, {num_items}) or {PAD_ID} for padding. "
-            f"Received: {bad[:5].tolist()}"
-        )
