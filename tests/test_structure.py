@@ -24,6 +24,7 @@ NETWORK_MODULES = [
     "mmrec/layers/dtypes.py",
     "mmrec/layers/encoders.py",
     "mmrec/layers/fusion.py",
+    "mmrec/layers/image_audio_preprocessing.py",
     "mmrec/layers/item_encoder.py",
     "mmrec/layers/sequence.py",
     "mmrec/layers/user.py",
@@ -92,7 +93,9 @@ def _condition_switches(tree):
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
-            has_string = any(isinstance(s, ast.Constant) and isinstance(s.value, str) for s in sides)
+            has_string = any(
+                isinstance(s, ast.Constant) and isinstance(s.value, str) for s in sides
+            )
             if has_string and any(_is_condition(s) for s in sides):
                 yield node.lineno
 

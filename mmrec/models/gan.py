@@ -24,7 +24,12 @@ from keras import ops
 from mmrec.models.attributes import label_key, num_classes
 from mmrec.models.conditioning import conditioning_from_dataset
 from mmrec.models.image_generation import ConditionalImageModel
-from mmrec.models.image_networks import Discriminator, Generator, ScaleImages
+from mmrec.models.image_networks import (
+    Discriminator,
+    Generator,
+    ScaleImages,
+    check_generator_network,
+)
 from mmrec.models.losses import per_example_cross_entropy
 from mmrec.models.training_utils import (
     clone_network,
@@ -57,7 +62,8 @@ class ConditionalGAN(ConditionalImageModel):
     ``from_dataset(data, condition="user", user_encoder=...)`` picks one by name.
 
     Args:
-        generator: a `Generator`.
+        generator: a `Generator`, or any generator network that passes
+            `check_generator_network` (docs/extending.md).
         discriminator: a `Discriminator` (its ``attributes`` are the model's).
         conditioning: a `Conditioning` whose ``condition_dim`` is the generator's
             (a bare conditioner network is wrapped; see ``condition``).
@@ -98,8 +104,7 @@ class ConditionalGAN(ConditionalImageModel):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(generator, Generator):
-            raise ValueError(f"Expected a Generator. Received: generator={generator!r}")
+        check_generator_network(generator, "generator")
         if not isinstance(discriminator, Discriminator):
             raise ValueError(f"Expected a Discriminator. Received: discriminator={discriminator!r}")
         self._init_conditioning(
@@ -218,7 +223,9 @@ class ConditionalGAN(ConditionalImageModel):
         self.ac_weight = float(ac_weight)
         self.r1_weight = float(r1_weight)
         self.augment = bool(augment)
-        super().compile(optimizer=None, jit_compile=self._resolve_jit_compile(jit_compile), **kwargs)
+        super().compile(
+            optimizer=None, jit_compile=self._resolve_jit_compile(jit_compile), **kwargs
+        )
 
     def get_compile_config(self):
         # Optimizer states are not saved: a loaded model generates, and trains again
@@ -456,8 +463,13 @@ class ConditionalGAN(ConditionalImageModel):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("generator", "discriminator", "conditioning", "conditioner", "preference_model"):
+        for key in (
+            "generator",
+            "discriminator",
+            "conditioning",
+            "conditioner",
+            "preference_model",
+        ):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
-

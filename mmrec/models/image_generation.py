@@ -1,4 +1,4 @@
-"""What `ConditionalGAN` and `ConditionalVAE` share: a conditioning, batches, randomness, `generate`.
+"""What `ConditionalGAN` and `ConditionalVAE` share: conditioning, batches, randomness, generate.
 
 Where it sits in the data flow: between the conditioning (what an image is asked
 to show, `mmrec.models.conditioning`) and the image networks
@@ -201,9 +201,7 @@ class ConditionalImageModel(keras.Model):
         elif self.conditioning.takes_labels:
             network_inputs = {label_key(n): inputs[label_key(n)] for n in self.attributes}
         else:
-            raise ValueError(
-                f"Expected inputs {sorted(served)}. Received: {sorted(inputs)}"
-            )
+            raise ValueError(f"Expected inputs {sorted(served)}. Received: {sorted(inputs)}")
         batch = ops.shape(keras.tree.flatten(network_inputs)[0])[0]
         noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
         return self.decode(noise, network_inputs)
@@ -219,9 +217,7 @@ class ConditionalImageModel(keras.Model):
                 "preferred_attributes needs a user-conditioned model (condition='user'). "
                 f"Received: condition={self.condition!r}"
             )
-        return self.conditioning.preferred_attributes(
-            history, num, self._seed(seed), temperature
-        )
+        return self.conditioning.preferred_attributes(history, num, self._seed(seed), temperature)
 
     def generate(
         self, condition=None, num=1, seed=None, dtype="float32", temperature=1.0, user_history=None
@@ -262,7 +258,9 @@ class ConditionalImageModel(keras.Model):
         images = []
         for start in range(0, total, GENERATE_CHUNK):
             chunk = slice(start, start + GENERATE_CHUNK)
-            part = keras.tree.map_structure(lambda v: ops.convert_to_tensor(v[chunk]), inputs)
+            part = keras.tree.map_structure(
+                lambda v, rows=chunk: ops.convert_to_tensor(v[rows]), inputs
+            )
             decoded = self.decode(ops.convert_to_tensor(noise[chunk]), part)
             images.append(ops.convert_to_numpy(decoded))
         images = np.concatenate(images).astype("float32")

@@ -54,6 +54,32 @@ def _check_filters(filters, expected_length, network):
     return filters
 
 
+def check_generator_network(network, role="generator"):
+    """Checks that ``network`` can serve as a generator (or VAE decoder); returns it.
+
+    Any functional `keras.Model` does — a `Generator` or a network of your own
+    (docs/extending.md) — if it takes ``{"noise": [B, latent_dim], "condition":
+    [B, condition_dim]}``, returns images ``[B, image_size, image_size, 3]`` in
+    [-1, 1], and has the ``image_size``, ``condition_dim`` and ``latent_dim``
+    attributes. It must be registered and configurable (``get_config``), since
+    the GAN clones it for its moving average and saves it with the model.
+    """
+    missing = [a for a in ("image_size", "condition_dim", "latent_dim") if not hasattr(network, a)]
+    inputs = getattr(network, "input", None)
+    if (
+        not isinstance(network, keras.Model)
+        or missing
+        or not isinstance(inputs, dict)
+        or set(inputs) != {"noise", "condition"}
+    ):
+        raise ValueError(
+            f"Expected the {role} to be a functional keras.Model taking {{'noise', 'condition'}} "
+            "with image_size, condition_dim and latent_dim attributes (e.g. a Generator). "
+            f"Received: {network!r}" + (f" (missing attributes {missing})" if missing else "")
+        )
+    return network
+
+
 def to_uint8(images):
     """Images in [-1, 1] → uint8 in [0, 255] (rounded), as a real image would be stored."""
     images = np.asarray(ops.convert_to_numpy(images), dtype="float32")
@@ -229,8 +255,7 @@ class Generator(_ImageNetworkConfig, keras.Model):
             (4, 4, filters[0]), name="stem_reshape", dtype=policy
         )
         self.norms = [
-            ConditionalBatchNormalization(name=f"norm{i}", dtype=policy)
-            for i in range(stages + 1)
+            ConditionalBatchNormalization(name=f"norm{i}", dtype=policy) for i in range(stages + 1)
         ]
         self.upsamples = [
             keras.layers.Conv2DTranspose(
@@ -455,5 +480,3 @@ class VAEEncoder(_ImageNetworkConfig, keras.Model):
         self.condition_dim = condition_dim
         self.latent_dim = latent_dim
         self.filters = filters
-
-

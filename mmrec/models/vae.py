@@ -24,7 +24,12 @@ from keras import ops
 
 from mmrec.models.conditioning import conditioning_from_dataset
 from mmrec.models.image_generation import ConditionalImageModel
-from mmrec.models.image_networks import Generator, ScaleImages, VAEEncoder
+from mmrec.models.image_networks import (
+    Generator,
+    ScaleImages,
+    VAEEncoder,
+    check_generator_network,
+)
 from mmrec.models.training_utils import mean_over_global_batch, num_replicas, wrap_for_policy
 
 _BIN = 1.0 / 255.0  # half the width of one 8-bit bin in [-1, 1]
@@ -72,7 +77,8 @@ class ConditionalVAE(ConditionalImageModel):
 
     Args:
         encoder: a `VAEEncoder`.
-        decoder: a `Generator` with the encoder's ``latent_dim`` as its ``latent_dim``.
+        decoder: a `Generator` (or any network that passes `check_generator_network`)
+            with the encoder's ``latent_dim`` and ``image_size``.
         conditioning: a `Conditioning` (`mmrec.models.conditioning`) whose
             ``condition_dim`` is the encoder's and the decoder's.
         beta: weight of the KL term in the training loss.
@@ -111,8 +117,7 @@ class ConditionalVAE(ConditionalImageModel):
         super().__init__(**kwargs)
         if not isinstance(encoder, VAEEncoder):
             raise ValueError(f"Expected a VAEEncoder. Received: encoder={encoder!r}")
-        if not isinstance(decoder, Generator):
-            raise ValueError(f"Expected a Generator as decoder. Received: decoder={decoder!r}")
+        check_generator_network(decoder, "decoder")
         if encoder.latent_dim != decoder.latent_dim or encoder.image_size != decoder.image_size:
             raise ValueError(
                 "Expected the encoder and decoder to share latent_dim and image_size. Received: "
@@ -173,7 +178,9 @@ class ConditionalVAE(ConditionalImageModel):
         """Adam(1e-3) by default (wrapped in a `LossScaleOptimizer` under ``mixed_float16``)."""
         policy = self.decoder.dtype_policy.name
         optimizer = wrap_for_policy(optimizer or keras.optimizers.Adam(1e-3), policy)
-        super().compile(optimizer=optimizer, jit_compile=self._resolve_jit_compile(jit_compile), **kwargs)
+        super().compile(
+            optimizer=optimizer, jit_compile=self._resolve_jit_compile(jit_compile), **kwargs
+        )
         self.optimizer.build(self._variables())
         self._build_own_optimizer(policy)
 

@@ -39,10 +39,10 @@ _REGISTRY: dict[str, object] = {
 }
 
 
-def register_conditioning(name):
+def register_conditioning(name, package="mmrec"):
     """Class decorator: makes a `Conditioning` subclass available as ``condition=name``.
 
-    It also registers the class for `.keras` saving (package ``"mmrec"``).
+    It also registers the class for `.keras` saving under ``package``.
     """
 
     def decorate(cls):
@@ -56,7 +56,7 @@ def register_conditioning(name):
             )
         cls.kind = name
         _REGISTRY[name] = cls
-        return keras.saving.register_keras_serializable(package="mmrec")(cls)
+        return keras.saving.register_keras_serializable(package=package)(cls)
 
     return decorate
 
@@ -176,9 +176,7 @@ class Conditioning(keras.layers.Layer):
     def __init__(self, network, attributes, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(network, keras.Model):
-            raise ValueError(
-                f"Expected network to be a keras.Model. Received: network={network!r}"
-            )
+            raise ValueError(f"Expected network to be a keras.Model. Received: network={network!r}")
         self.network = network
         self.attributes = check_attributes(attributes)
 

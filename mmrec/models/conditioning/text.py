@@ -70,7 +70,9 @@ class TextConditioner(keras.Model):
             attributes = check_attributes(attributes)
         policy = resolve_policy(dtype)
         # === Layers ===
-        self.tokenizer = TextTokenizer(vocabulary, sequence_length=sequence_length, name="tokenizer")
+        self.tokenizer = TextTokenizer(
+            vocabulary, sequence_length=sequence_length, name="tokenizer"
+        )
         self.encoder = TextEncoder(
             self.tokenizer.vocabulary_size(),
             embedding_dim=embedding_dim,

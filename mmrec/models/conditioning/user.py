@@ -244,7 +244,9 @@ class UserConditioning(Conditioning):
 
     def evaluation_conditions(self, model, data, item_ids, num, seed, temperature, diversity):
         """The test split's users: attributes sampled from their preferences, ``num`` per user."""
-        batches = list(data.interactions("test", batch_size=4096, shuffle=False).as_numpy_iterator())
+        batches = list(
+            data.interactions("test", batch_size=4096, shuffle=False).as_numpy_iterator()
+        )
         interactions = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
         histories = interactions["history"]
         generator = keras.random.SeedGenerator(seed)
