@@ -29,7 +29,14 @@ PAUSE_ENV = "MMREC_EXPORT_PAUSE_BEFORE_RENAME"
 
 
 def export_saved_model(
-    model, base_dir="savedmodels", name=None, version=None, warmup=True, validate=True, k=10
+    model,
+    base_dir="savedmodels",
+    name=None,
+    version=None,
+    warmup=True,
+    validate=True,
+    k=10,
+    extra_endpoints=(),
 ):
     """Exports ``model`` for TF Serving as ``<base_dir>/<name>/<version>/``.
 
@@ -63,6 +70,9 @@ def export_saved_model(
             reject Python-only or unknown ops, replay the warm-up requests and
             compare with the in-memory model (raises `ExportError`).
         k: how many items ``recommend`` returns (fixed in the graph).
+        extra_endpoints: further `Endpoint`s (signatures of your own, see
+            docs/extending.md), exported after the model's own; they get
+            warm-up records, validation and serving like those.
 
     Returns:
         The path of the new version folder.
@@ -84,6 +94,7 @@ def export_saved_model(
     if version is not None and os.path.exists(os.path.join(model_dir, str(version))):
         raise FileExistsError(f"Version {version} of '{name}' already exists in {model_dir}")
     endpoints, vocabulary = signatures.build_endpoints(model, k=k)
+    endpoints = endpoints + _check_extra_endpoints(extra_endpoints, endpoints)
     os.makedirs(model_dir, exist_ok=True)
     layout.remove_stale_temporaries(model_dir)
 
@@ -124,6 +135,23 @@ def export_saved_model(
         shutil.rmtree(scratch, ignore_errors=True)
     layout.update_models_config(os.fspath(base_dir), name)
     return os.path.join(model_dir, str(number))
+
+
+def _check_extra_endpoints(extra, endpoints):
+    extra = list(extra)
+    names = [e.name for e in endpoints]
+    for endpoint in extra:
+        if not isinstance(endpoint, signatures.Endpoint):
+            raise ValueError(
+                f"Expected extra_endpoints to be mmrec.export.Endpoint objects. Received: {endpoint!r}"
+            )
+        if endpoint.name in names:
+            raise ValueError(
+                f"Expected signature names not taken by the model's own {names}. "
+                f"Received: {endpoint.name!r}"
+            )
+        names.append(endpoint.name)
+    return extra
 
 
 def _default_name(model):

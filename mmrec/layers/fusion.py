@@ -133,6 +133,30 @@ class Fusion(keras.layers.Layer):
         return config
 
 
+# name → Fusion subclass: what `MultimodalItemEncoder(fusion=name)` builds.
+FUSIONS: dict[str, type] = {}
+
+
+def register_fusion(name, package="mmrec"):
+    """Class decorator: makes a `Fusion` subclass available as ``fusion=name``.
+
+    It also registers the class for `.keras` saving under ``package``.
+    """
+
+    def decorate(cls):
+        if not (isinstance(cls, type) and issubclass(cls, Fusion)):
+            raise ValueError(f"Expected a Fusion subclass. Received: {cls!r}")
+        if FUSIONS.get(name, cls) is not cls:
+            raise ValueError(
+                f"Expected a new fusion name. Received: {name!r}, already registered by "
+                f"{FUSIONS[name].__name__}"
+            )
+        FUSIONS[name] = cls
+        return keras.saving.register_keras_serializable(package=package)(cls)
+
+    return decorate
+
+
 def _masked_softmax(logits, present):
     """Softmax over the present modalities of each row; all-missing rows → all zeros."""
     if logits.shape[-1] == 1:  # a single modality: weight 1 where present
@@ -141,7 +165,7 @@ def _masked_softmax(logits, present):
     return ops.softmax(logits, axis=-1) * present
 
 
-@keras.saving.register_keras_serializable(package="mmrec")
+@register_fusion("concat")
 class ConcatFusion(Fusion):
     """Feature-level fusion: concatenate the embeddings, then a dense projection.
 
@@ -173,7 +197,7 @@ class ConcatFusion(Fusion):
         return self.projection(ops.concatenate(embeddings, axis=-1))
 
 
-@keras.saving.register_keras_serializable(package="mmrec")
+@register_fusion("weighted")
 class WeightedFusion(Fusion):
     """Weighted fusion, the article's ``X = Σ_i w_i P_i X_i``.
 
@@ -228,7 +252,7 @@ class WeightedFusion(Fusion):
         return {m: round(float(w), 6) for m, w in zip(self.modalities, weights, strict=True)}
 
 
-@keras.saving.register_keras_serializable(package="mmrec")
+@register_fusion("gated")
 class GatedFusion(Fusion):
     """Decision-level fusion: per-modality heads combined by an input-dependent gate.
 
@@ -282,7 +306,7 @@ class GatedFusion(Fusion):
         return ops.sum(decisions * gates[:, :, None], axis=1)
 
 
-@keras.saving.register_keras_serializable(package="mmrec")
+@register_fusion("attention")
 class AttentionFusion(Fusion):
     """Model-level fusion: self-attention across one token per modality.
 

@@ -15,15 +15,9 @@ import keras
 
 from mmrec.layers.dtypes import resolve_policy, serialize_policy
 from mmrec.layers.encoders import AudioEncoder, ImageEncoder, TextEncoder
-from mmrec.layers.fusion import AttentionFusion, ConcatFusion, GatedFusion, WeightedFusion
+from mmrec.layers.fusion import FUSIONS
 
 MODALITIES = ("image", "text", "audio")
-FUSIONS = {
-    "concat": ConcatFusion,
-    "weighted": WeightedFusion,
-    "gated": GatedFusion,
-    "attention": AttentionFusion,
-}
 _ENCODERS = {"image": ImageEncoder, "text": TextEncoder, "audio": AudioEncoder}
 
 
