@@ -8,15 +8,27 @@ import platform
 
 
 def machine() -> dict:
-    import tensorflow as tf
+    """Where a benchmark ran: CPUs, platform and the Keras backend with its accelerators."""
+    import keras
 
-    return {
+    info = {
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
     }
+    if info["backend"] == "jax":
+        import jax
+
+        info.update(
+            jax=jax.__version__, gpus=len([d for d in jax.devices() if d.platform == "gpu"])
+        )
+    else:
+        import tensorflow as tf
+
+        info.update(tensorflow=tf.__version__, gpus=len(tf.config.list_physical_devices("GPU")))
+    return info
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:

@@ -23,9 +23,7 @@ step so that a busy shared machine slows both alike.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,7 +32,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import print_table  # noqa: E402
+from _common import print_table, write_json  # noqa: E402
 from keras import ops, tree  # noqa: E402
 
 from mmrec.layers import MultimodalItemEncoder  # noqa: E402
@@ -143,26 +141,6 @@ def tensorflow_step(model, inputs, jit):
 STEPS = {"jax": jax_step, "tensorflow": tensorflow_step}
 
 
-def machine():
-    backend = keras.backend.backend()
-    info = {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "keras": keras.__version__,
-        "backend": backend,
-    }
-    if backend == "jax":
-        import jax
-
-        info.update(jax=jax.__version__, devices=[str(d) for d in jax.devices()])
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        info.update(tensorflow=tf.__version__, gpus=len(tf.config.list_physical_devices("GPU")))
-    return info
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=int, default=64)
@@ -205,19 +183,14 @@ def main(argv=None):
     print_table(rows, columns + ["bf16 / f32"])
 
     payload = {
-        "command": " ".join(["python", *sys.argv]),
         "backend": backend,
         "batch_size": args.batch_size,
         "image_size": args.image_size,
         "steps": args.steps,
         "jit": not args.no_jit,
         "results": rows,
-        "machine": machine(),
     }
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(payload, f, indent=2)
-    print(f"\nwrote {args.out}")
+    write_json(args.out, payload)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ import tensorflow as tf  # noqa: E402
 from _common import print_table, write_json  # noqa: E402
 
 from mmrec.data import synthetic  # noqa: E402
-from mmrec.layers import MultimodalItemEncoder, TextTokenizer, learn_wordpiece_vocabulary  # noqa: E402
+from mmrec.data.vocabulary import learn_wordpiece_vocabulary  # noqa: E402
+from mmrec.layers import MultimodalItemEncoder, TextTokenizer  # noqa: E402
 from mmrec.models.recommender import Recommender, top_k_excluding  # noqa: E402
 
 

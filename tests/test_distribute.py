@@ -80,8 +80,8 @@ def reference(config, seed=0):
     keras.utils.set_random_seed(seed)
     model = HalfBatches.from_dataset(
         data, modalities=tuple(config["modalities"]), embedding_dim=config["embedding_dim"],
-        encoder_config=config["encoder_config"], temperature=config["temperature"],
-        name="recommender")
+        encoder_config=config["encoder_config"], name="recommender",
+        **{k: config[k] for k in ("temperature",) if config[k] is not None})
     model.compile(keras.optimizers.Adam(config["learning_rate"]))
     batches = data.interactions("train", batch_size=config["batch_size"], repeat=True,
                                 drop_remainder=True, cache=True, seed=seed)

@@ -1,4 +1,5 @@
-"""ConditionalGAN and its networks (mmrec.models.gan, mmrec.models.image_networks, mmrec.models.conditioning) on tiny data."""
+"""ConditionalGAN, its networks and conditionings (mmrec.models.gan, .image_networks,
+.conditioning) on tiny data."""
 
 import keras
 import numpy as np

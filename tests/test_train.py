@@ -2,11 +2,15 @@
 
 One short epoch per kind (module fixtures, trained once through the CLI), then
 the run folders, the metrics, the errors and the quick start (which reuses the
-finished runs, as it does on a rerun) are checked.
+finished runs, as it does on a rerun) are checked. Then the run-kind registry:
+``None`` settings take the model's defaults, given ones reach the model, a new
+kind trains through the same driver, mixed precision survives ``model.keras``,
+and a user-conditioned GAN is judged on Fashion-MNIST's attributes.
 """
 
 import contextlib
 import csv
+import dataclasses
 import glob
 import io
 import json
@@ -19,9 +23,24 @@ import tensorflow as tf
 
 import mmrec
 from mmrec.cli import main
+from mmrec.data.fashion_mnist import DEFAULT_DIR, FashionMnistConfig, write_fashion_mnist
+from mmrec.evaluation.generation import AttributeJudge
+from mmrec.models import ConditionalGAN, ConditionalVAE
 from mmrec.models.recommender import Recommender
-from mmrec.training import frozen_user_encoder, precision_policy, resolve_config
+from mmrec.training import (
+    RunKind,
+    RunPlan,
+    configs,
+    get_run_kind,
+    load_run_model,
+    precision_policy,
+    register_run_kind,
+    resolve_config,
+    run_kind_names,
+    train,
+)
 from mmrec.training.configs import known_keys
+from mmrec.training.kinds import RUN_KINDS
 from mmrec.training.quickstart import SMOKE
 
 # One short epoch of each kind: the quick start's smoke settings (so that it reuses the runs).
@@ -166,15 +185,24 @@ def test_vae_run_trains_its_own_judge_and_reports_the_elbo(vae_run):
     assert valid["bits_per_dim"] > 0
 
 
-def test_frozen_user_encoder_equals_the_recommenders_user_tower(rec_run):
-    rec = keras.saving.load_model(os.path.join(rec_run[0], "model.keras"), compile=False)
-    frozen = frozen_user_encoder(rec)
+def test_user_conditioned_runs_condition_on_the_recommenders_user_encoder(rec_run, gan_run):
+    rec = load_run_model(rec_run[0], Recommender)
+    gan = load_run_model(gan_run[0], ConditionalGAN)
     history = np.full((3, rec.max_history), -1, "int32")
     history[0, :3], history[1, :1] = [3, 17, 42], [5]
+    encoder = gan.conditioning.preference_model.user_encoder
     np.testing.assert_allclose(
-        frozen({"history": history}), rec.user_encoder({"history": history}), atol=1e-5
+        encoder({"history": history}), rec.build_user_encoder()({"history": history}), atol=1e-5
     )
-    assert not frozen.trainable_weights
+    assert not encoder.trainable_weights
+
+
+def test_load_run_model_checks_the_class(rec_run, tmp_path):
+    assert isinstance(load_run_model(os.path.join(rec_run[0], "model.keras")), Recommender)
+    with pytest.raises(ValueError, match="hold a ConditionalGAN or ConditionalVAE. Received: Rec"):
+        load_run_model(rec_run[0], (ConditionalGAN, ConditionalVAE))
+    with pytest.raises(FileNotFoundError, match="No trained AttributeJudge at"):
+        load_run_model(str(tmp_path), AttributeJudge)
 
 
 def test_mixed_float16_recommender_scales_its_loss(data_dir):
@@ -396,3 +424,188 @@ def test_resolve_config_presets_files_and_overrides(tmp_path):
         resolve_config("vae", {"condition": "mood"})
     with pytest.raises(ValueError, match="expected 'steps_per_epoch' >= 1"):
         resolve_config("gan", {"steps_per_epoch": 0})
+    with pytest.raises(ValueError, match="expected 'r1_weight' to be a number or null"):
+        resolve_config("gan", {"r1_weight": "high"})
+    # null: the model's default (the kind passes the model only what is given).
+    assert resolve_config("gan", {"d_learning_rate": None, "r1_weight": 1})["r1_weight"] == 1.0
+    assert resolve_config("gan")["d_learning_rate"] is None
+
+
+# --- run kinds: the registry, model defaults, precision, other datasets --------------------------
+
+# A GAN small enough to build, train a step and be judged in seconds.
+SMALL_GAN = {
+    "preset": "tiny",
+    "epochs": 1,
+    "steps_per_epoch": 2,
+    "batch_size": 16,
+    "latent_dim": 8,
+    "generator_filters": [16, 8, 8, 4],
+    "discriminator_filters": [4, 8, 8],
+}
+SMALL_VAE = {
+    "preset": "tiny",
+    "condition": "attributes",
+    "latent_dim": 8,
+    "decoder_filters": [16, 8, 8, 4],
+    "encoder_filters": [4, 8, 8],
+}
+
+
+@pytest.fixture(scope="module")
+def shapes(data_dir):
+    return mmrec.data.load(data_dir)
+
+
+@pytest.fixture(scope="module")
+def untrained_judge(shapes):
+    return AttributeJudge.from_dataset(shapes, filters=(4, 8, 8), feature_dim=8)
+
+
+def built(kind, data, config):
+    """A kind's model, built and compiled by its hooks as `train` does (no training)."""
+    spec = get_run_kind(kind)
+    plan = RunPlan.create(spec, resolve_config(kind, config), data)
+    model = spec.build(plan, None, "float32")
+    spec.compile(model, plan, False)
+    return model
+
+
+def test_none_settings_take_the_models_own_defaults(shapes):
+    gan = built("gan", shapes, {**SMALL_GAN, "condition": "attributes"})
+    reference = ConditionalGAN.from_dataset(shapes, latent_dim=8)
+    reference.compile()
+    assert float(gan.d_optimizer.learning_rate) == pytest.approx(4e-4)  # not 2e-4 any more
+    for name in ("d_optimizer", "g_optimizer"):
+        ours, theirs = getattr(gan, name).get_config(), getattr(reference, name).get_config()
+        assert {k: v for k, v in ours.items() if k != "name"} == {
+            k: v for k, v in theirs.items() if k != "name"
+        }
+    for name in ("r1_weight", "ac_weight", "gan_loss", "augment"):
+        assert getattr(gan, name) == getattr(reference, name), name
+    vae = built("vae", shapes, SMALL_VAE)
+    assert vae.beta == 1.0 and float(vae.optimizer.learning_rate) == pytest.approx(1e-3)
+    rec = built("recommender", shapes, {"preset": "tiny", "learning_rate": None})
+    default = Recommender.from_dataset(shapes, modalities=("text",))
+    assert (rec.temperature, rec.item_bias_l2) == (default.temperature, default.item_bias_l2)
+    assert float(rec.optimizer.learning_rate) == pytest.approx(1e-3)  # Recommender.compile's
+
+
+def test_given_settings_reach_the_model(shapes):
+    gan = built(
+        "gan",
+        shapes,
+        {
+            **SMALL_GAN,
+            "condition": "attributes",
+            "r1_weight": 1.0,
+            "d_learning_rate": 1e-4,
+            "learning_rate": 5e-5,
+            "loss": "hinge",
+            "augment": False,
+        },
+    )
+    assert gan.r1_weight == 1.0 and gan.gan_loss == "hinge" and not gan.augment
+    assert float(gan.d_optimizer.learning_rate) == pytest.approx(1e-4)
+    assert float(gan.g_optimizer.learning_rate) == pytest.approx(5e-5)
+    assert gan.ema_decay == 0.99 and gan.latent_dim == 8  # the tiny preset's
+    vae = built("vae", shapes, {**SMALL_VAE, "beta": 0.5})
+    assert vae.beta == 0.5
+    rec = built("recommender", shapes, {"preset": "tiny", "item_bias_l2": 0})
+    assert float(rec.optimizer.learning_rate) == pytest.approx(3e-3)  # the preset's
+    assert rec.item_bias_l2 == 0.0
+
+
+def test_a_registered_kind_trains_through_the_same_driver(data_dir, tmp_path):
+    judge = get_run_kind("judge")
+    small = dataclasses.replace(
+        judge,
+        name="small_judge",
+        presets={"base": {**judge.presets["base"], "epochs": 1, "filters": [4, 8, 8]}},
+    )
+    register_run_kind(small)
+    try:
+        assert "small_judge" in run_kind_names() and "small_judge" in configs.KINDS
+        assert known_keys("small_judge") == known_keys("judge")
+        result = train("small_judge", data_dir, str(tmp_path / "j"), {"feature_dim": 8}, verbose=0)
+        assert result.model.filters == (4, 8, 8) and result.model.feature_dim == 8
+        metrics = read_json(os.path.join(result.path, "metrics.json"))
+        assert metrics["kind"] == "small_judge" and len(csv_rows(result.path)) == 1
+        assert set(metrics["held_out_accuracy"]) == {"shape", "colour", "pattern", "size"}
+        with pytest.raises(ValueError, match="'small_judge', already registered"):
+            register_run_kind(small)
+    finally:
+        RUN_KINDS.pop("small_judge", None)
+    with pytest.raises(ValueError, match="'base' preset to give every setting.*missing"):
+        dataclasses.replace(judge, name="broken", presets={"base": {"epochs": 1}})
+    with pytest.raises(ValueError, match="Expected kind to be one of"):
+        train("broken", data_dir, str(tmp_path / "b"))
+    assert isinstance(judge, RunKind)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from mmrec.training.kinds import base
+
+    try:
+        for module in (configs, base):
+            result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+            assert result.attempted and not result.failed, module.__name__
+    finally:
+        RUN_KINDS.pop("attribute_vae", None)
+
+
+def test_mixed_bfloat16_run_reloads_with_its_policies(data_dir, untrained_judge, tmp_path):
+    config = {**SMALL_GAN, "condition": "attributes"}
+    result = train(
+        "gan",
+        data_dir,
+        str(tmp_path / "bf16"),
+        config,
+        judge=untrained_judge,
+        mixed_precision="mixed_bfloat16",
+        verbose=0,
+    )
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    assert read_json(os.path.join(result.path, "config.json"))["mixed_precision"] == "bfloat16"
+    assert np.isfinite(result.metrics["last_epoch"]["d_loss"])
+    loaded = load_run_model(result.path, ConditionalGAN)
+    for model in (result.model, loaded):
+        for network in (model.generator, model.discriminator, model.conditioner):
+            assert network.dtype_policy.name == "mixed_bfloat16", network.name
+        assert model.generator.get_layer("stem").compute_dtype == "bfloat16"
+    condition = dict.fromkeys(loaded.attributes, 0)
+    np.testing.assert_allclose(
+        loaded.generate(condition, num=2, seed=0), result.model.generate(condition, num=2, seed=0)
+    )
+
+
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory):
+    if not os.path.exists(os.path.join(DEFAULT_DIR, "train-images-idx3-ubyte.gz")):
+        pytest.fail("Fashion-MNIST is missing: `apt-get install dataset-fashion-mnist`.")
+    path = str(tmp_path_factory.mktemp("fashion") / "ds")
+    write_fashion_mnist(path, FashionMnistConfig(num_items=60, num_users=24), progress=False)
+    return mmrec.data.load(path)
+
+
+def test_user_conditioned_gan_on_fashion_mnist_reports_its_attributes(fashion, tmp_path, capsys):
+    rec = train(
+        "recommender",
+        fashion,
+        str(tmp_path / "rec"),
+        {**SHORT["recommender"], "modalities": ["text"], "id_only_baseline": False},
+        verbose=0,
+    )
+    judge = AttributeJudge.from_dataset(fashion, filters=(4, 8, 8), feature_dim=8)
+    gan = train("gan", fashion, str(tmp_path / "gan"), SMALL_GAN, recommender=rec.path, judge=judge)
+    generation = gan.metrics["generation"]
+    assert gan.metrics["condition"] == "user" and generation["hit_attributes"] == ["category"]
+    for key in ("hit_rate", "hit_rate_random_items", "hit_rate_category", "hit_rate_brightness"):
+        assert 0.0 <= generation[key] <= 1.0, key
+    assert generation["hit_rate"] == generation["hit_rate_category"]  # one strong preference
+    assert set(generation["conditional_accuracy"]) == {"category", "brightness"}
+    out = capsys.readouterr().out
+    assert f"personalisation hit-rate  {generation['hit_rate']:.3f} on category" in out
+    assert f"category {generation['hit_rate_category']:.3f}, brightness" in out

@@ -151,6 +151,31 @@ class PosteriorBaseline:
         return scores
 
 
+# name → (factory of data, needs the simulator's ground truth); `mmrec evaluate --baselines`.
+BASELINES = {
+    "popularity": (PopularityBaseline, False),
+    "oracle": (OracleBaseline, True),
+    "posterior": (PosteriorBaseline, True),
+    "posterior+true_pop": (lambda data: PosteriorBaseline(data, popularity="true"), True),
+}
+
+
+def make_baselines(data, names) -> dict:
+    """The baselines called ``names`` for ``data`` (name → scorer), in that order.
+
+    Baselines that need the simulator's ground truth are left out for datasets
+    that have none (real catalogues). Raises `ValueError` for an unknown name.
+    """
+    unknown = [name for name in names if name not in BASELINES]
+    if unknown:
+        raise ValueError(f"Expected baselines among {list(BASELINES)}. Received: {unknown}")
+    return {
+        name: BASELINES[name][0](data)
+        for name in names
+        if data.info.affinity or not BASELINES[name][1]
+    }
+
+
 def _favourite_sets(favourites, classes, weight, label_counts):
     """Every favourite set the population has a size for: (sets, log prior, log Z, weight).
 

@@ -143,7 +143,8 @@ def _check_extra_endpoints(extra, endpoints):
     for endpoint in extra:
         if not isinstance(endpoint, signatures.Endpoint):
             raise ValueError(
-                f"Expected extra_endpoints to be mmrec.export.Endpoint objects. Received: {endpoint!r}"
+                "Expected extra_endpoints to be mmrec.export.Endpoint objects. "
+                f"Received: {endpoint!r}"
             )
         if endpoint.name in names:
             raise ValueError(

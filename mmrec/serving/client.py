@@ -19,10 +19,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
-from mmrec.serving.errors import _HTTP_STATUS, ServingError
+from mmrec.serving.errors import HTTP_STATUS, ServingError
 
 PROTOCOLS = ("rest", "grpc")
-_CODE_FOR_HTTP = {status: code for code, status in reversed(list(_HTTP_STATUS.items()))}
+_CODE_FOR_HTTP = {status: code for code, status in reversed(list(HTTP_STATUS.items()))}
 
 
 def _dtype(name):

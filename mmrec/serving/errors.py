@@ -9,7 +9,7 @@ from __future__ import annotations
 
 # TF Serving's HTTP mapping of canonical codes (tensorflow_serving/model_servers/
 # http_rest_api_handler); the rest map to 500.
-_HTTP_STATUS = {
+HTTP_STATUS = {
     "OK": 200,
     "INVALID_ARGUMENT": 400,
     "FAILED_PRECONDITION": 400,
@@ -39,7 +39,7 @@ class ServingError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.http_status = http_status or _HTTP_STATUS.get(code, 500)
+        self.http_status = http_status or HTTP_STATUS.get(code, 500)
 
     def __str__(self):
         return f"{self.code}: {self.message}"

@@ -1,5 +1,6 @@
-"""mmrec training: `train` (one run, config → `model.fit` → run folder), tf.distribute
-strategies, callbacks (sample grids, TensorBoard scalars) and the mixed-precision policy scope."""
+"""mmrec training: `train` (one run, config → `model.fit` → run folder) over a registry of
+run kinds (`mmrec.training.kinds`), tf.distribute strategies, callbacks (sample grids,
+TensorBoard scalars) and the mixed-precision policy scope."""
 
 import contextlib
 
@@ -39,19 +40,32 @@ def precision_policy(name):
 # After `precision_policy`: the runner uses it.
 from mmrec.training.configs import resolve_config  # noqa: E402
 from mmrec.training.distribute import configure_cpu_devices, make_strategy  # noqa: E402
-from mmrec.training.runner import RunResult, frozen_user_encoder, train  # noqa: E402
+from mmrec.training.kinds import (  # noqa: E402
+    RunKind,
+    RunPlan,
+    get_run_kind,
+    register_run_kind,
+    run_kind_names,
+)
+from mmrec.training.runner import RunResult, train  # noqa: E402
+from mmrec.training.runs import load_run_model  # noqa: E402
 
 __all__ = [
     "PRECISION_POLICIES",
+    "RunKind",
+    "RunPlan",
     "RunResult",
     "SampleGrid",
     "TimeLimit",
     "configure_cpu_devices",
-    "frozen_user_encoder",
+    "get_run_kind",
     "image_grid",
+    "load_run_model",
     "make_strategy",
     "precision_policy",
+    "register_run_kind",
     "resolve_config",
+    "run_kind_names",
     "train",
     "write_png",
 ]

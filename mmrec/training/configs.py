@@ -1,13 +1,17 @@
-"""Training configurations: the named presets (``"tiny"``, ``"base"``) and JSON files.
+"""Training configurations: a run kind's named presets (``"tiny"``, ``"base"``) and JSON files.
 
 Where it sits in the data flow: `mmrec train KIND --config tiny|base|FILE` (and
 `mmrec.training.train`) resolve a flat dict of settings here before anything is
-built. A JSON file holds any subset of one kind's keys, plus an optional
-``"preset"`` ("base" by default) that supplies the rest; an unknown key is an
-error that lists the known ones, so a typo never silently trains the default.
+built. The settings, their types and the presets belong to the kind's `RunKind`
+(`mmrec.training.kinds`). A JSON file holds any subset of one kind's keys, plus
+an optional ``"preset"`` ("base" by default) that supplies the rest; an unknown
+key is an error that lists the known ones, so a typo never silently trains the
+default.
 
-``"tiny"`` is what `mmrec quickstart` trains (the whole quick start fits in 10
-minutes on 2 CPU cores); ``"base"`` is a sensible full run.
+A setting that is ``null``/``None`` means "the model's default": the kind passes
+the model only the settings that are given, so each default lives in one place
+(the model). ``"tiny"`` is what `mmrec quickstart` trains (the whole quick start
+fits in 10 minutes on 2 CPU cores); ``"base"`` is a sensible full run.
 """
 
 from __future__ import annotations
@@ -15,152 +19,51 @@ from __future__ import annotations
 import copy
 import json
 import os
+import types
 
-KINDS = ("recommender", "gan", "vae", "judge")
+from mmrec.models.conditioning import conditioning_names
+from mmrec.training.kinds import get_run_kind, run_kind_names
+
 PRESETS = ("tiny", "base")
-CONDITIONS = ("user", "attributes", "text")
-
-# --- base: a full run -------------------------------------------------------------------------
-
-_JUDGE_BASE = {
-    "judge_epochs": 60,
-    "judge_learning_rate": 1e-3,
-    "judge_filters": [32, 64, 128],
-    "judge_feature_dim": 128,
+_TYPE_WORDS = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
 }
 
-BASE = {
-    "recommender": {
-        "epochs": 10,
-        "batch_size": 512,
-        # None: one pass over the training interactions per epoch.
-        "steps_per_epoch": None,
-        "learning_rate": 3e-3,
-        # None: every modality the dataset has.
-        "modalities": None,
-        "fusion": "concat",
-        "embedding_dim": 32,
-        "item_id_embedding": False,
-        "item_bias": True,
-        "user_pooling": "mean",
-        "temperature": 0.2,
-        # Small encoders: the whole catalogue is embedded at every training step.
-        "encoder_config": {
-            "image": {"filters": [16, 32, 64]},
-            "text": {"hidden_dim": 32, "sequence_length": 24},
-            "audio": {"filters": [8, 16, 32], "num_mel_bins": 32},
-        },
-        # Also train the ID-only two-tower (same settings, no content) as a baseline.
-        "id_only_baseline": True,
-    },
-    "gan": {
-        "epochs": 20,
-        "batch_size": 64,
-        "steps_per_epoch": 300,
-        "learning_rate": 2e-4,
-        "d_learning_rate": 2e-4,
-        # "user" needs a trained recommender (--recommender RUN); "attributes", "text" do not.
-        "condition": "user",
-        "latent_dim": 64,
-        # None: the defaults for the image size.
-        "generator_filters": None,
-        "discriminator_filters": None,
-        "ema_decay": 0.999,
-        "loss": "bce",
-        "ac_weight": 1.0,
-        "augment": True,
-        "sample_every": 1,
-        **_JUDGE_BASE,
-    },
-    "vae": {
-        "epochs": 20,
-        "batch_size": 64,
-        "steps_per_epoch": 300,
-        "learning_rate": 1e-3,
-        "condition": "user",
-        "latent_dim": 64,
-        "decoder_filters": None,
-        "encoder_filters": None,
-        "beta": 1.0,
-        "sample_every": 1,
-        **_JUDGE_BASE,
-    },
-    "judge": {
-        # Adam with a cosine decay; 60 epochs read every attribute of held-out items.
-        "epochs": 60,
-        "batch_size": 64,
-        "learning_rate": 1e-3,
-        "filters": [32, 64, 128],
-        "feature_dim": 128,
-    },
-}
 
-# --- tiny: what `mmrec quickstart` trains -------------------------------------------------------
-
-# Shape is the hard attribute: ~30 epochs at a higher learning rate to read it.
-_JUDGE_TINY = {
-    "judge_epochs": 30,
-    "judge_learning_rate": 3e-3,
-    "judge_filters": [16, 32, 64],
-    "judge_feature_dim": 64,
-}
-
-TINY = {
-    "recommender": {
-        **BASE["recommender"],
-        "epochs": 6,
-        # Image (at 16×16) + text: each step embeds the whole catalogue, and audio and
-        # full-size images cost most of that.
-        "modalities": ["image", "text"],
-        "encoder_config": {
-            "image": {"filters": [8, 16], "image_size": 16},
-            "text": {"hidden_dim": 16, "sequence_length": 16},
-        },
-    },
-    "gan": {
-        **BASE["gan"],
-        "epochs": 6,
-        "steps_per_epoch": 100,
-        "latent_dim": 32,
-        "generator_filters": [128, 64, 32, 16],
-        "discriminator_filters": [32, 64, 64],
-        "ema_decay": 0.99,
-        **_JUDGE_TINY,
-    },
-    "vae": {
-        **BASE["vae"],
-        "epochs": 6,
-        "steps_per_epoch": 100,
-        "latent_dim": 32,
-        "decoder_filters": [128, 64, 32, 16],
-        "encoder_filters": [32, 64, 64],
-        **_JUDGE_TINY,
-    },
-    "judge": {
-        "epochs": 30,
-        "batch_size": 64,
-        "learning_rate": 3e-3,
-        "filters": [16, 32, 64],
-        "feature_dim": 64,
-    },
-}
-
-_PRESETS = {"tiny": TINY, "base": BASE}
+def __getattr__(name):
+    # KINDS follows the registry: a kind registered later is a kind too.
+    if name == "KINDS":
+        return run_kind_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def known_keys(kind: str) -> list[str]:
     """The settings a config of ``kind`` may hold."""
-    _check_kind(kind)
-    return sorted(BASE[kind])
+    return sorted(get_run_kind(kind).settings)
+
+
+def preset(kind: str, name: str = "base") -> dict:
+    """The full settings of one of ``kind``'s presets (a new dict)."""
+    presets = get_run_kind(kind).presets
+    if name not in presets:
+        raise ValueError(f"Expected a preset among {tuple(presets)}. Received: {name!r}")
+    return copy.deepcopy({**presets["base"], **presets[name]})
 
 
 def resolve_config(kind: str, config="base", overrides: dict | None = None) -> dict:
     """The full settings of a ``kind`` run: a preset or a JSON file, then ``overrides``.
 
     Args:
-        kind: ``"recommender"``, ``"gan"``, ``"vae"`` or ``"judge"``.
+        kind: a registered run kind (``"recommender"``, ``"gan"``, ``"vae"``, ``"judge"``…).
         config: ``"tiny"``, ``"base"``, the path of a JSON file (a subset of the
             kind's keys and an optional ``"preset"``), or a dict of the same form.
+            A ``None`` value means "the model's default".
         overrides: settings that win over the config (``None`` values are ignored),
             e.g. ``{"epochs": 2}`` from ``--epochs 2``.
 
@@ -173,49 +76,47 @@ def resolve_config(kind: str, config="base", overrides: dict | None = None) -> d
     2
     >>> resolve_config("judge", {"preset": "tiny", "feature_dim": 32})["feature_dim"]
     32
+    >>> resolve_config("gan")["d_learning_rate"] is None  # ConditionalGAN.compile's default
+    True
     """
-    _check_kind(kind)
-    if isinstance(config, str) and config in _PRESETS:
+    spec = get_run_kind(kind)
+    presets = tuple(spec.presets)
+    if isinstance(config, str) and config in spec.presets:
         given, source = {"preset": config}, f"preset {config!r}"
     elif isinstance(config, dict):
         given, source = dict(config), "the config"
     elif isinstance(config, str | os.PathLike):
-        given, source = _read_json(os.fspath(config)), os.fspath(config)
+        given, source = _read_json(os.fspath(config), presets), os.fspath(config)
     else:
         raise ValueError(
-            f"Expected config to be one of {PRESETS}, a JSON file or a dict. Received: {config!r}"
+            f"Expected config to be one of {presets}, a JSON file or a dict. Received: {config!r}"
         )
-    preset = given.pop("preset", "base")
-    if preset not in _PRESETS:
-        raise ValueError(
-            f"{source}: expected 'preset' to be one of {PRESETS}. Received: {preset!r}"
-        )
-    settings = copy.deepcopy(_PRESETS[preset][kind])
+    name = given.pop("preset", "base")
+    if name not in spec.presets:
+        raise ValueError(f"{source}: expected 'preset' to be one of {presets}. Received: {name!r}")
+    settings = preset(spec.name, name)
     unknown = sorted(set(given) - set(settings))
     if unknown:
         raise ValueError(
-            f"{source}: unknown key(s) {unknown} for a {kind} config. Known keys: "
-            f"{known_keys(kind) + ['preset']}"
+            f"{source}: unknown key(s) {unknown} for a {spec.name} config. Known keys: "
+            f"{known_keys(spec.name) + ['preset']}"
         )
     for key, value in list(given.items()) + [
         (k, v) for k, v in (overrides or {}).items() if v is not None
     ]:
         if key not in settings:
-            raise ValueError(f"Unknown setting {key!r} for a {kind} run. Known: {known_keys(kind)}")
-        settings[key] = _check_type(kind, key, value, source)
-    _check_values(kind, settings, source)
+            raise ValueError(
+                f"Unknown setting {key!r} for a {spec.name} run. Known: {known_keys(spec.name)}"
+            )
+        settings[key] = _check_type(spec.settings[key], key, value, source)
+    _check_values(settings, source)
     return settings
 
 
-def _check_kind(kind):
-    if kind not in KINDS:
-        raise ValueError(f"Expected a kind among {KINDS}. Received: {kind!r}")
-
-
-def _read_json(path):
+def _read_json(path, presets):
     if not os.path.exists(path):
         raise FileNotFoundError(
-            f"No config file at '{path}' (expected 'tiny', 'base' or a JSON file)."
+            f"No config file at '{path}' (expected one of {presets} or a JSON file)."
         )
     try:
         with open(path) as f:
@@ -227,45 +128,32 @@ def _read_json(path):
     return given
 
 
-def _check_type(kind, key, value, source):
-    """The value, if it has the type of the key's default (ints are floats too)."""
-    default = BASE[kind][key]
-    expected = {
-        bool: "true or false",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "an object",
-    }
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif default is None:  # an optional int or list
-        ok = value is None or isinstance(value, int | list) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        wanted = "null, an integer or a list" if default is None else expected[type(default)]
-        raise ValueError(f"{source}: expected {key!r} to be {wanted}. Received: {value!r}")
-    return value
+def _check_type(expected, key, value, source):
+    """The value, if it has the setting's type (integers are numbers too)."""
+    allowed = expected.__args__ if isinstance(expected, types.UnionType) else (expected,)
+    for kind in allowed:
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if kind in (int, float) and isinstance(value, bool):
+            continue
+        if isinstance(value, kind):
+            return value
+    words = [_TYPE_WORDS.get(kind, kind.__name__) for kind in allowed]
+    wanted = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+    raise ValueError(f"{source}: expected {key!r} to be {wanted}. Received: {value!r}")
 
 
-def _check_values(kind, settings, source):
+def _check_values(settings, source):
     for key in ("epochs", "batch_size", "steps_per_epoch", "judge_epochs", "sample_every"):
         value = settings.get(key)
         if value is not None and value < 1:
             raise ValueError(f"{source}: expected {key!r} >= 1. Received: {value!r}")
-    for key in ("learning_rate", "d_learning_rate", "judge_learning_rate"):
-        value = settings.get(key)
+    for key in [k for k in settings if k.endswith("learning_rate")]:
+        value = settings[key]
         if value is not None and not value > 0:
             raise ValueError(f"{source}: expected {key!r} > 0. Received: {value!r}")
-    if "condition" in settings and settings["condition"] not in CONDITIONS:
+    if "condition" in settings and settings["condition"] not in conditioning_names():
         raise ValueError(
-            f"{source}: expected 'condition' to be one of {CONDITIONS}. "
+            f"{source}: expected 'condition' to be one of {list(conditioning_names())}. "
             f"Received: {settings['condition']!r}"
         )

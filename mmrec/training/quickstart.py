@@ -16,8 +16,12 @@ import time
 
 import numpy as np
 
+from mmrec.data.schema import preference_key
 from mmrec.training.callbacks import image_grid, write_png
-from mmrec.training.runner import RunResult, generation_table, train
+from mmrec.training.configs import resolve_config
+from mmrec.training.reports import generation_table
+from mmrec.training.runner import RunResult, train
+from mmrec.training.runs import load_run_model, read_json
 
 BUDGET_MINUTES = 10
 STEPS = ("data", "recommender", "judge", "gan", "vae", "samples", "export")
@@ -140,32 +144,19 @@ class _Progress:
 def _train_or_reuse(kind, data, folder, config, seed, **kwargs) -> RunResult:
     """A finished run in ``folder`` with these settings is loaded; otherwise trained
     (resumed if it was interrupted, replaced if its settings differ)."""
-    import keras
-
-    import mmrec.models  # noqa: F401  (registers the classes for loading)
-    import mmrec.models.recommender  # noqa: F401
-    from mmrec.training.configs import resolve_config
-
     settings = resolve_config(kind, config)
-    previous = _read_json(os.path.join(folder, "config.json"))
+    previous = read_json(os.path.join(folder, "config.json"))
     same = previous is not None and all(
         previous.get(k) == v for k, v in (("config", settings), ("seed", seed), ("data", data.path))
     )
     if same and os.path.exists(os.path.join(folder, "metrics.json")):
-        metrics = _read_json(os.path.join(folder, "metrics.json"))
-        model = keras.saving.load_model(os.path.join(folder, "model.keras"), compile=False)
+        metrics = read_json(os.path.join(folder, "metrics.json"))
+        model = load_run_model(folder)
         print(f"reusing the finished run in {folder}")
         return RunResult(folder, model, metrics, {})
     if previous is not None and not same:
         print(f"{folder} holds a run with other settings: training it again")
     return train(kind, data, folder, settings, seed=seed, overwrite=not same, **kwargs)
-
-
-def _read_json(path):
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
 
 
 def _user_grids(data, gan, vae, folder, seed) -> dict:
@@ -184,9 +175,8 @@ def _user_grids(data, gan, vae, folder, seed) -> dict:
         write_png(path, image_grid(np.stack([real, *generated])))
         index = int(np.searchsorted(users["user_id"], user))
         likes = {
-            a: [names[a][int(v)] for v in users[f"pref_{a}"][index] if v >= 0]
-            for a in ("colour", "shape")
-            if f"pref_{a}" in users
+            a: [names[a][int(v)] for v in users[preference_key(a)][index] if v >= 0]
+            for a in data.info.strong_preferences
         }
         grids[int(user)] = {"path": path, "likes": likes}
         liked = " ".join("/".join(v) for v in likes.values())
@@ -199,7 +189,7 @@ def _export(out, export_dir, runs) -> dict:
     from mmrec.export import export_saved_model
 
     record = os.path.join(out, "exports.json")
-    done = _read_json(record) or {}
+    done = read_json(record) or {}
     for kind, run in runs.items():
         trained = os.path.getmtime(os.path.join(run.path, "model.keras"))
         previous = done.get(kind, {})

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from mmrec.histories import PAD_ID, pad_histories
+from mmrec.models.attributes import label_key
 from mmrec.models.conditioning import get_conditioning
 from mmrec.training.callbacks import image_grid, write_png
 
@@ -118,27 +119,24 @@ def generate_grid_from_export(path, conditions, num=8, seed=0) -> np.ndarray:
             " expected an exported ConditionalGAN or ConditionalVAE."
         )
     signature = loaded.signatures["generate_image"]
-    names = set(signature.structured_input_signature[1])
+    names = set(signature.structured_input_signature[1]) - {"seed"}
     if isinstance(conditions, dict):
-        rows = {f"label_{k}" if not k.startswith("label_") else k: v for k, v in conditions.items()}
-        if set(rows) != names - {"seed"}:
-            raise ValueError(
-                f"Expected attribute ids for {sorted(names - {'seed'})} for this model. "
-                f"Received: {sorted(rows)}"
-            )
-        count = len(next(iter(rows.values())))
-        inputs = {k: np.repeat(np.asarray(v, np.int32), num) for k, v in rows.items()}
-    elif "history" in names:
-        history, _ = pad_histories(list(conditions))
-        count = len(history)
-        inputs = {"history": np.repeat(history, num, axis=0)}
-    elif "text" in names:
-        count = len(conditions)
-        inputs = {"text": tf.constant(np.repeat(np.asarray(conditions, dtype=object), num))}
+        inputs = {
+            (k if k.startswith("label_") else label_key(k)): np.asarray(v, np.int32)
+            for k, v in conditions.items()
+        }
+        given = f"attribute ids for {sorted(inputs)}"
+    elif all(isinstance(c, (str, bytes)) for c in conditions):
+        inputs, given = {"text": np.asarray(conditions, dtype=object)}, "descriptions"
     else:
+        inputs, given = {"history": pad_histories(list(conditions))[0]}, "user histories"
+    if set(inputs) != names:
         raise ValueError(
-            f"This model is conditioned on {sorted(names - {'seed'})}: give --attributes."
+            f"Expected the inputs of this export's generate_image: {sorted(names)} "
+            f"(attributes as ids). Received: {given}"
         )
+    count = len(next(iter(inputs.values())))
+    inputs = {k: np.repeat(v, num, axis=0) for k, v in inputs.items()}
     inputs["seed"] = np.tile(np.arange(seed, seed + num, dtype=np.int64), count)
     outputs = signature(**{k: tf.convert_to_tensor(v) for k, v in inputs.items()})
     pngs = outputs["images_png_bytes"].numpy()

@@ -1,0 +1,7 @@
+"""``python -m mmrec.cli``: the same as the ``mmrec`` command."""
+
+import sys
+
+from mmrec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,204 @@
+"""`mmrec generate`, and what it shares with `mmrec predict`: which option feeds which input.
+
+A generator's conditioning says what it takes (`Conditioning.serving_inputs`,
+`Conditioning.takes_labels`; a served model, its signature's inputs); each
+option fills one kind of input, so the command can say which options a model
+accepts without knowing its kind of condition.
+"""
+
+from __future__ import annotations
+
+from mmrec.cli.options import id_list, positive_int
+from mmrec.cli.runs import load_model, run_dataset
+from mmrec.errors import UsageError, usage_errors
+from mmrec.models.attributes import attribute_ids, label_key
+
+_LABEL_PREFIX = label_key("")
+
+# Stands for "any id" where the class count is unknown (a served model checks the range).
+_UNKNOWN_COUNT = 2**31 - 1
+
+
+def add_commands(commands) -> None:
+    generate = commands.add_parser(
+        "generate",
+        help="write a PNG grid of generated images for users, prompts or attributes",
+        description=(
+            "Generate images with a trained ConditionalGAN / ConditionalVAE (--run, a run "
+            "folder of `mmrec train gan|vae`) or an exported one (--export savedmodels/NAME, "
+            "its latest version, through the same generate_image signature TF Serving "
+            "serves). One row per user, prompt or attribute set; --num images per row. "
+            "Which of --users, --text and --attributes a model takes depends on what it "
+            "is conditioned on; attribute values are class names or ids."
+        ),
+    )
+    source = generate.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--run",
+        dest="run_folder",
+        default=None,
+        metavar="RUN",
+        help="a gan/vae run folder (or its .keras)",
+    )
+    source.add_argument(
+        "--export", default=None, metavar="DIR", help="an exported generator, savedmodels/NAME"
+    )
+    condition = generate.add_mutually_exclusive_group(required=True)
+    condition.add_argument(
+        "--users",
+        type=id_list,
+        default=None,
+        metavar="IDS",
+        help="user ids, e.g. 1,2,3 (user-conditioned)",
+    )
+    condition.add_argument(
+        "--text", nargs="+", default=None, help='prompts, e.g. "a red star" (text-conditioned)'
+    )
+    condition.add_argument(
+        "--attributes",
+        default=None,
+        metavar="NAME=VALUE,...",
+        help="class names or ids, e.g. shape=star,colour=3,pattern=plain,size=large "
+        "(attribute- and user-conditioned; with --export, names need --data)",
+    )
+    generate.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="dataset for --users and class names (default: the run's dataset)",
+    )
+    generate.add_argument("--num", type=positive_int, default=8, help="images per row")
+    generate.add_argument("--seed", type=int, default=0, help="noise seed")
+    generate.add_argument("--out", required=True, help="the PNG file to write")
+    generate.set_defaults(run=generate_images)
+
+
+def condition_options(input_names, takes_labels=False, history_option="--users") -> list[str]:
+    """The options that can condition a model with these inputs, e.g. ``--users, --attributes``.
+
+    Args:
+        input_names: the conditioning's served inputs (a signature's, less ``seed``):
+            ``history`` is filled by ``history_option`` (``--users`` here, ``--history``
+            for `mmrec predict`), ``text`` by ``--text``, ``label_<attribute>`` by
+            ``--attributes``.
+        takes_labels: its ``generate`` also accepts a dict of attributes.
+    """
+    options = [history_option] if "history" in input_names else []
+    if "text" in input_names:
+        options.append("--text")
+    if takes_labels or attribute_names(input_names):
+        options.append("--attributes")
+    return options
+
+
+def attribute_names(input_names) -> list[str]:
+    """The attributes whose ``label_<attribute>`` is among ``input_names`` (sorted)."""
+    prefix = _LABEL_PREFIX
+    return [name[len(prefix) :] for name in sorted(input_names) if name.startswith(prefix)]
+
+
+def check_option(option, accepted, model) -> None:
+    """A `UsageError` naming the ``accepted`` options when ``option`` is not one of them.
+
+    ``model`` opens the message, e.g. ``"'runs/gan' is conditioned on user"``.
+    """
+    if option not in accepted:
+        asked = {"--users": "users", "--history": "users", "--text": "text"}.get(option)
+        use = " or ".join(accepted) or "none of --users, --text and --attributes"
+        raise UsageError(f"{model}, not {asked or 'attributes'}: use {use}.")
+
+
+def attribute_inputs(text, classes=None, names=None) -> dict:
+    """``--attributes`` text → ``{label_<attribute>: int32 [N]}``, class names or ids alike.
+
+    Args:
+        text: e.g. ``"shape=star,colour=3"`` (`mmrec.training.samples.parse_attributes`).
+        classes: ``{attribute: [class names]}`` (a dataset's) to resolve names with;
+            None accepts ids only (a served model knows no class names).
+        names: the attributes the model takes, when known (a served signature's).
+
+    Example:
+
+    >>> attribute_inputs("shape=star,colour=1", {"shape": ["circle", "star"], "colour": 2})
+    {'label_shape': array([1], dtype=int32), 'label_colour': array([1], dtype=int32)}
+    """
+    from mmrec.training.samples import parse_attributes
+
+    with usage_errors():
+        values = parse_attributes(text)
+    if classes is None:
+        named = [f"{k}={v}" for k, given in values.items() for v in given if isinstance(v, str)]
+        if named:
+            raise UsageError(
+                f"Class names ({', '.join(named)}) need the dataset's names: give --data DIR "
+                "(a served or exported model knows only ids), or give ids, e.g. shape=3."
+            )
+        classes = {name: _UNKNOWN_COUNT for name in (names or values)}
+    elif names is not None:
+        missing = [name for name in names if name not in classes]
+        if missing:
+            raise UsageError(
+                f"Expected a dataset with the attributes this model takes, {list(names)}. "
+                f"Received: --data with attributes {list(classes)}"
+            )
+        classes = {name: classes[name] for name in names}
+    with usage_errors():
+        return attribute_ids(classes, values)[0]
+
+
+def generate_images(args) -> int:
+    from mmrec.models import ConditionalGAN, ConditionalVAE
+    from mmrec.training import samples
+
+    if args.run_folder:
+        model = load_model(args.run_folder, (ConditionalGAN, ConditionalVAE))
+        conditioning = model.conditioning
+        accepted = condition_options(conditioning.serving_inputs(), conditioning.takes_labels)
+        where = f"'{args.run_folder}' is conditioned on {model.condition}"
+        check_option(_given_option(args), accepted, where)
+        if args.attributes is not None:  # the model resolves class names itself
+            with usage_errors():
+                conditions = samples.parse_attributes(args.attributes)
+        else:
+            conditions = _histories_or_prompts(args)
+        with usage_errors():
+            grid = samples.generate_grid(model, conditions, num=args.num, seed=args.seed)
+    else:
+        if args.attributes is not None:
+            classes = _dataset_info(args.data).attributes if args.data else None
+            conditions = attribute_inputs(args.attributes, classes)
+        else:
+            conditions = _histories_or_prompts(args)
+        with usage_errors():
+            grid = samples.generate_grid_from_export(
+                args.export, conditions, num=args.num, seed=args.seed
+            )
+    samples.write_grid(args.out, grid)
+    rows = len(next(iter(conditions.values()))) if isinstance(conditions, dict) else len(conditions)
+    print(f"wrote {args.out} ({rows} row(s) × {args.num} images)")
+    return 0
+
+
+def _given_option(args) -> str:
+    return "--users" if args.users is not None else "--text" if args.text else "--attributes"
+
+
+def _histories_or_prompts(args) -> list:
+    """``--users`` → their test-time histories (from the dataset); ``--text`` → the prompts."""
+    if args.users is None:
+        return list(args.text)
+    from mmrec.data import load
+    from mmrec.training.samples import user_histories
+
+    path = args.data or (run_dataset(args.run_folder) if args.run_folder else None)
+    if path is None:
+        raise UsageError("Give --data DIR: the dataset whose users to generate for.")
+    data = load(path)
+    with usage_errors():
+        return list(user_histories(data, args.users).values())
+
+
+def _dataset_info(path):
+    from mmrec.data import DatasetInfo
+
+    return DatasetInfo.read(path)

@@ -1,0 +1,281 @@
+"""`mmrec export`, `mmrec serve` and `mmrec predict`: SavedModels, the local server, a client."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+
+from mmrec.cli.generation import (
+    attribute_inputs,
+    attribute_names,
+    check_option,
+    condition_options,
+)
+from mmrec.cli.options import id_list, port, positive_int
+from mmrec.cli.runs import load_model
+from mmrec.errors import UsageError, usage_errors
+from mmrec.models.attributes import label_key
+
+# A server that is down, unknown or hangs up (gRPC reports these as a ServingError).
+_NETWORK_ERRORS = (ConnectionError, TimeoutError, socket.gaierror, http.client.HTTPException)
+
+
+def add_commands(commands) -> None:
+    _add_export(commands)
+    _add_serve(commands)
+    _add_predict(commands)
+
+
+def _add_export(commands) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export a saved model (.keras) as a TF Serving SavedModel version",
+        description=(
+            "Export a saved Recommender, ConditionalGAN or ConditionalVAE (.keras or run "
+            "folder) to BASE_DIR/NAME/VERSION/ with named signatures, in-graph tokenisation "
+            "and warm-up requests; check it in a fresh TensorFlow + tensorflow-text process; "
+            "publish it atomically and list it in BASE_DIR/models.config."
+        ),
+    )
+    export.add_argument("--model", required=True, help="a saved model (.keras or run folder)")
+    export.add_argument("--name", default=None, help="model name (default: the model's name)")
+    export.add_argument("--base-dir", default="savedmodels", help="folder of served models")
+    export.add_argument(
+        "--version", type=positive_int, default=None, help="default: latest version + 1"
+    )
+    export.add_argument(
+        "--k", type=positive_int, default=10, help="items returned by a recommender's signature"
+    )
+    export.add_argument(
+        "--no-warmup", action="store_true", help="write no assets.extra warm-up requests"
+    )
+    export.add_argument(
+        "--no-validate", action="store_true", help="skip the fresh-process check (not advised)"
+    )
+    export.set_defaults(run=export_model)
+
+
+def _add_serve(commands) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve exported models with TF Serving's REST and gRPC APIs (local stand-in)",
+        description=(
+            "A local stand-in for TF Serving: serves the latest version of every model under "
+            "--model-base-path (or those in --model-config-file) with TF Serving's REST API "
+            "and gRPC PredictionService, and picks up new versions without a restart. "
+            "Port 0 picks a free port. Stops gracefully on SIGTERM/SIGINT. For production, "
+            "serve the same folder with tensorflow/serving (docs/serving.md)."
+        ),
+    )
+    serve.add_argument("--model-base-path", default="savedmodels", help="folder of models")
+    serve.add_argument("--model-config-file", default=None, help="a TF Serving models.config")
+    serve.add_argument("--rest-port", type=port, default=8501)
+    serve.add_argument("--grpc-port", type=port, default=8500)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: all)")
+    serve.add_argument(
+        "--max-batch-size", type=positive_int, default=256, help="largest batch per request"
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=positive_int,
+        default=16 << 20,
+        help="largest REST body / gRPC message (bytes)",
+    )
+    serve.add_argument(
+        "--poll-seconds", type=float, default=1.0, help="how often to look for new versions"
+    )
+    serve.set_defaults(run=serve_models)
+
+
+def _add_predict(commands) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="ask a TF Serving (or mmrec serve) server for recommendations or images",
+        description=(
+            "Call a served model: a recommender prints the items recommended for --history; "
+            "a generator writes the images for --history, --text or --attributes (whichever "
+            "its generate_image signature takes) to --png. A served model knows attribute "
+            "ids only: --data DATASET resolves class names."
+        ),
+    )
+    predict.add_argument("--server", default="localhost:8501", help="host:port")
+    predict.add_argument("--model", required=True, help="the served model's name")
+    predict.add_argument("--protocol", default="rest", choices=("rest", "grpc"))
+    predict.add_argument("--version", type=positive_int, default=None)
+    predict.add_argument(
+        "--history", type=id_list, default=None, metavar="IDS", help="item ids, e.g. 3,17,42"
+    )
+    predict.add_argument("--text", default=None, help="a description (text-conditioned models)")
+    predict.add_argument(
+        "--attributes",
+        default=None,
+        metavar="NAME=VALUE,...",
+        help="class names or ids, e.g. shape=star,colour=1,pattern=0,size=2 (names need --data)",
+    )
+    predict.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="the dataset whose class names --attributes may use",
+    )
+    predict.add_argument(
+        "--k", type=positive_int, default=None, help="show the top k (at most the exported k)"
+    )
+    predict.add_argument("--seed", type=int, default=0, help="seed of the first image")
+    predict.add_argument("--count", type=positive_int, default=1, help="images to generate")
+    predict.add_argument("--png", default=None, help="write generated images to this PNG")
+    predict.set_defaults(run=predict_remote)
+
+
+def export_model(args) -> int:
+    from mmrec.export import export_saved_model
+    from mmrec.models import ConditionalGAN, ConditionalVAE, Recommender
+
+    model = load_model(args.model, (Recommender, ConditionalGAN, ConditionalVAE))
+    with usage_errors():  # a taken version, an op TF Serving lacks, outputs that differ
+        path = export_saved_model(
+            model,
+            base_dir=args.base_dir,
+            name=args.name,
+            version=args.version,
+            warmup=not args.no_warmup,
+            validate=not args.no_validate,
+            k=args.k,
+        )
+    checked = "not validated" if args.no_validate else "validated in a fresh TF process"
+    print(f"exported {path} ({checked}); {os.path.join(args.base_dir, 'models.config')} updated")
+    return 0
+
+
+def serve_models(args) -> int:
+    from mmrec.serving import ModelServer
+
+    try:
+        with usage_errors():
+            server = ModelServer(
+                args.model_base_path,
+                model_config_file=args.model_config_file,
+                rest_port=args.rest_port,
+                grpc_port=args.grpc_port,
+                host=args.host,
+                max_batch_size=args.max_batch_size,
+                max_body_bytes=args.max_body_bytes,
+                poll_seconds=args.poll_seconds,
+            )
+        return server.serve_forever()
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # a port in use, an interface that does not exist
+        raise UsageError(f"could not start the server: {e}") from e
+
+
+def predict_remote(args) -> int:
+    from mmrec.serving import Client, ServingError
+
+    with usage_errors():
+        client = Client(args.server, protocol=args.protocol)
+    try:
+        metadata = client.metadata(args.model, args.version)
+        signatures = metadata["metadata"]["signature_def"]["signature_def"]
+        if "recommend" in signatures and args.png is None:
+            return _recommend(client, args)
+        if "generate_image" in signatures:
+            inputs = set(signatures["generate_image"].get("inputs", {})) - {"seed"}
+            return _generate(client, args, inputs)
+        raise UsageError(
+            f"Model '{args.model}' has neither a 'recommend' nor a 'generate_image' signature "
+            f"(it has {sorted(signatures)}); --png needs a generator."
+        )
+    except ServingError as e:
+        raise UsageError(f"{args.server} answered {e.code}: {e.message}") from e
+    except _NETWORK_ERRORS as e:
+        raise UsageError(f"could not reach {args.server}: {str(e) or type(e).__name__}") from e
+    finally:
+        client.close()
+
+
+def _recommend(client, args) -> int:
+    if args.history is None:
+        raise UsageError("Expected --history (item ids, e.g. 3,17,42) for a recommender.")
+    out = client.predict(args.model, {"history": [args.history]}, "recommend", args.version)
+    ids, scores = out["item_ids"][0], out["scores"][0]
+    if args.k is not None:
+        if args.k > len(ids):
+            raise UsageError(f"Expected --k <= {len(ids)} (the exported k). Received: {args.k}")
+        ids, scores = ids[: args.k], scores[: args.k]
+    print("rank  item_id  score")
+    for rank, (item, score) in enumerate(zip(ids, scores), start=1):
+        print(f"{rank:<5} {int(item):<8} {float(score):.4f}")
+    return 0
+
+
+def generate_image_request(
+    input_names, history=None, text=None, attributes=None, classes=None, seed=0, count=1
+) -> dict:
+    """The inputs of a ``generate_image`` request: ``count`` images, seeds ``seed``, ``seed+1``, …
+
+    Args:
+        input_names: the signature's inputs, less ``seed``.
+        history, text, attributes: the options given (``attributes`` as typed:
+            ``"shape=star,colour=3"``, names or ids).
+        classes: ``{attribute: [class names]}`` to resolve attribute names (from
+            ``--data``); None accepts ids only.
+    """
+    import numpy as np
+
+    accepted = condition_options(input_names, history_option="--history")
+    options = {"--history": history, "--text": text, "--attributes": attributes}
+    given = [option for option, value in options.items() if value is not None]
+    for option in given:
+        check_option(option, accepted, f"This generator takes {sorted(input_names)}")
+    missing = [option for option in accepted if option not in given]
+    if missing:
+        raise UsageError(
+            f"Expected {' and '.join(missing)} for this generator "
+            f"(it takes {sorted(input_names)}). Received: {', '.join(given) or 'none'}"
+        )
+    inputs = {"seed": np.arange(seed, seed + count, dtype=np.int64)}
+    if history is not None:
+        inputs["history"] = [list(history)] * count
+    if text is not None:
+        inputs["text"] = [text] * count
+    if attributes is not None:
+        labels = attribute_inputs(attributes, classes, attribute_names(input_names))
+        if any(len(ids) != 1 for ids in labels.values()):
+            raise UsageError(f"Expected one value per attribute. Received: {attributes!r}")
+        inputs.update({key: np.repeat(ids, count) for key, ids in labels.items()})
+    return inputs
+
+
+def _generate(client, args, input_names) -> int:
+    if args.png is None:
+        raise UsageError(f"Model '{args.model}' generates images: give --png PATH.")
+    classes = None
+    if args.data is not None:
+        from mmrec.data import DatasetInfo
+
+        classes = DatasetInfo.read(args.data).attributes
+    inputs = generate_image_request(
+        input_names, args.history, args.text, args.attributes, classes, args.seed, args.count
+    )
+    out = client.predict(args.model, inputs, "generate_image", args.version)
+    _write_png_strip(out["images_png_bytes"], args.png)
+    for name in attribute_names(out):  # what a user-conditioned model sampled
+        print(f"{name}: {out[label_key(name)].tolist()}")
+    print(f"wrote {args.png} ({args.count} image(s) from '{args.model}', seeds {args.seed}..)")
+    return 0
+
+
+def _write_png_strip(pngs, path: str) -> None:
+    """PNG bytes → one PNG, the images side by side."""
+    import tensorflow as tf
+
+    if len(pngs) == 1:
+        data = bytes(pngs[0])
+    else:
+        images = [tf.io.decode_png(p, channels=3) for p in pngs]
+        data = tf.io.encode_png(tf.concat(images, axis=1)).numpy()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
