@@ -23,8 +23,6 @@ import sys
 import numpy as np
 import pytest
 
-import mmrec
-
 pytestmark = pytest.mark.slow
 
 SCRIPT = r'''
@@ -112,12 +110,8 @@ with open(out_path, "w") as f:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("shapes") / "tiny")
-    mmrec.data.write_shapes(
-        path, mmrec.data.ShapesConfig(num_items=60, num_users=24), progress=False
-    )
-    return path
+def data_dir(tiny_shapes):
+    return tiny_shapes
 
 
 @pytest.fixture(scope="module")

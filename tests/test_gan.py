@@ -29,12 +29,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Your input ran out of data")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("shapes") / "tiny"
-    mmrec.data.write_shapes(
-        path, mmrec.data.ShapesConfig(num_items=60, num_users=24), progress=False
-    )
-    return mmrec.data.load(str(path))
+def data(tiny_shapes):
+    return mmrec.data.load(tiny_shapes)
 
 
 def pairs(data, batch_size=8, steps=2):
@@ -263,11 +259,15 @@ def test_test_step_reports_the_same_metrics(data, trained):
 
 def test_generate_is_reproducible_for_a_seed_and_returns_uint8_on_request(data):
     gan = tiny_gan(data)
-    condition = {"shape": ["star", "heart"], "colour": ["red", 5], "pattern": 0, "size": 2}
+    condition = {"shape": ["star", "heart"], "colour": ["red", 5, 1], "pattern": 0, "size": 2}
     with pytest.raises(ValueError, match="Expected the same number of values"):
         gan.generate(condition)
-    condition["pattern"], condition["size"] = [0, 1], [2, 2]
+    condition["colour"] = ["red", 5]
+    # A scalar goes with every row.
+    broadcast = gan.generate(condition, num=3, seed=11)
+    condition["pattern"], condition["size"] = [0, 0], [2, 2]
     a = gan.generate(condition, num=3, seed=11)
+    np.testing.assert_array_equal(broadcast, a)
     b = gan.generate(condition, num=3, seed=11)
     assert a.shape == (2, 3, 32, 32, 3) and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)

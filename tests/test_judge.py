@@ -30,12 +30,8 @@ from mmrec.training import SampleGrid, TimeLimit, image_grid, precision_policy
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("shapes") / "tiny"
-    mmrec.data.write_shapes(
-        path, mmrec.data.ShapesConfig(num_items=60, num_users=24), progress=False
-    )
-    return mmrec.data.load(str(path))
+def data(tiny_shapes):
+    return mmrec.data.load(tiny_shapes)
 
 
 @pytest.fixture(scope="module")

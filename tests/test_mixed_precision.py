@@ -29,12 +29,8 @@ HISTORIES = np.array([[3, 17, 42, -1, -1], [5, -1, -1, -1, -1], [1, 2, 3, 4, 59]
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("shapes") / "tiny"
-    mmrec.data.write_shapes(
-        path, mmrec.data.ShapesConfig(num_items=60, num_users=24), progress=False
-    )
-    return mmrec.data.load(str(path))
+def data(tiny_shapes):
+    return mmrec.data.load(tiny_shapes)
 
 
 @pytest.fixture
@@ -211,3 +207,56 @@ def test_mmrec_export_of_a_saved_bfloat16_recommender_computes_in_bfloat16(
     path = str(base / "rec" / "1")
     assert {"MatMul", "Conv2D"} <= bfloat16_ops(path)
     assert_float32_outputs(path, rec)
+
+
+# --- the generators and their networks ------------------------------------------------------
+
+
+GENERATOR_SIZES = {
+    "gan": {
+        "latent_dim": 8,
+        "generator_filters": (16, 8, 8, 4),
+        "discriminator_filters": (4, 8, 8),
+    },
+    "vae": {"latent_dim": 8, "decoder_filters": (16, 8, 8, 4), "encoder_filters": (4, 8, 8)},
+}
+CONDITION = {"shape": [1, 4], "colour": ["red", 2], "pattern": 0, "size": 1}
+
+
+@pytest.mark.parametrize("kind", ["gan", "vae"])
+@pytest.mark.parametrize("condition", ["attributes", "text", "user"])
+def test_generators_reload_with_every_networks_policy(
+    data, kind, condition, tmp_path, float32_after
+):
+    from mmrec.models import ConditionalGAN, ConditionalVAE
+
+    cls = ConditionalGAN if kind == "gan" else ConditionalVAE
+    user_encoder = None
+    if condition == "user":
+        user_encoder = bfloat16_recommender(data, "dtype").build_user_encoder()
+    model = cls.from_dataset(
+        data,
+        condition=condition,
+        user_encoder=user_encoder,
+        dtype="mixed_bfloat16",
+        seed=0,
+        **GENERATOR_SIZES[kind],
+    )
+    networks = [model.conditioner, model.conditioning]
+    pair = (
+        (model.generator, model.discriminator) if kind == "gan" else (model.encoder, model.decoder)
+    )
+    networks += list(pair)
+    for network in networks:
+        assert network.dtype_policy.name == "mixed_bfloat16", network.name
+    if condition == "user":
+        assert model.preference_model.hidden.dtype_policy.name == "mixed_bfloat16"
+    policies = layer_policies(model)
+    assert policies.count("mixed_bfloat16") > 10
+    asked = CONDITION if condition != "text" else ["a red star", "a blue heart"]
+    images = model.generate(asked, seed=3)
+
+    loaded = reload(model, str(tmp_path / f"{kind}_{condition}.keras"))
+    assert layer_policies(loaded) == policies
+    np.testing.assert_array_equal(loaded.generate(asked, seed=3), images)
+    assert images.dtype == "float32"

@@ -20,12 +20,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Your input ran out of data")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("shapes") / "tiny"
-    mmrec.data.write_shapes(
-        path, mmrec.data.ShapesConfig(num_items=60, num_users=24), progress=False
-    )
-    return mmrec.data.load(str(path))
+def data(tiny_shapes):
+    return mmrec.data.load(tiny_shapes)
 
 
 def pairs(data, split="train", batch_size=8, steps=2):

@@ -58,10 +58,18 @@ def class_name(attributes, attribute, index) -> str:
 def attribute_ids(attributes, values) -> tuple[dict[str, np.ndarray], bool]:
     """``{attribute: id or class name, or a list of them}`` → ``({label_key: int32 [N]}, single)``.
 
-    Every attribute must be given, each with the same number of values; names and
-    ids may be mixed (``{"shape": "star", "colour": 3}``). ``single`` is True when
-    every value is a scalar. A digit string counts as an id (``"3"``), which is
-    what command lines send.
+    Every attribute must be given; lists must have one length, and a scalar goes
+    with every row (``{"shape": ["star", "heart"], "size": 1}``). Names and ids may
+    be mixed (``{"shape": "star", "colour": 3}``). ``single`` is True when every
+    value is a scalar. A digit string counts as an id (``"3"``), which is what
+    command lines send.
+
+    Example:
+
+    >>> ids, single = attribute_ids({"shape": ["circle", "star"], "size": 3},
+    ...                             {"shape": ["star", 0], "size": "2"})
+    >>> {k: v.tolist() for k, v in ids.items()}, single
+    ({'label_shape': [1, 0], 'label_size': [2, 2]}, False)
     """
     missing = [name for name in attributes if name not in values]
     unknown = [name for name in values if name not in attributes]
@@ -94,10 +102,11 @@ def attribute_ids(attributes, values) -> tuple[dict[str, np.ndarray], bool]:
                 )
             ids.append(int(value))
         out[label_key(name)] = np.asarray(ids, dtype="int32")
-    sizes = {len(v) for v in out.values()}
-    if len(sizes) > 1:
+    lists = {len(out[label_key(n)]) for n, v in values.items() if np.ndim(v) > 0}
+    if len(lists) > 1:
         raise ValueError(
-            "Expected the same number of values for every attribute. "
+            "Expected the same number of values for every attribute given as a list. "
             f"Received: { {k: len(v) for k, v in out.items()} }"
         )
-    return out, single
+    rows = lists.pop() if lists else 1
+    return {k: np.resize(v, rows) if len(v) == 1 else v for k, v in out.items()}, single

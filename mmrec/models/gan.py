@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from mmrec.layers.dtypes import serialize_policy
 from mmrec.models.attributes import label_key, num_classes
 from mmrec.models.conditioning import conditioning_from_dataset
 from mmrec.models.image_generation import ConditionalImageModel
@@ -447,7 +448,7 @@ class ConditionalGAN(ConditionalImageModel):
             dtype=dtype,
             name="discriminator",
         )
-        return cls(generator, discriminator, conditioning, **kwargs)
+        return cls(generator, discriminator, conditioning, dtype=dtype, **kwargs)
 
     def get_config(self):
         return {
@@ -458,6 +459,7 @@ class ConditionalGAN(ConditionalImageModel):
             "conditioning": keras.saving.serialize_keras_object(self.conditioning),
             "ema_decay": self.ema_decay,
             "seed": self.seed,
+            "dtype": serialize_policy(self.dtype_policy),
         }
 
     @classmethod

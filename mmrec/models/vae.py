@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from mmrec.layers.dtypes import serialize_policy
 from mmrec.models.conditioning import conditioning_from_dataset
 from mmrec.models.image_generation import ConditionalImageModel
 from mmrec.models.image_networks import (
@@ -291,7 +292,7 @@ class ConditionalVAE(ConditionalImageModel):
             dtype=dtype,
             name="decoder",
         )
-        return cls(encoder, decoder, conditioning, **kwargs)
+        return cls(encoder, decoder, conditioning, dtype=dtype, **kwargs)
 
     def get_config(self):
         return {
@@ -302,6 +303,7 @@ class ConditionalVAE(ConditionalImageModel):
             "conditioning": keras.saving.serialize_keras_object(self.conditioning),
             "beta": self.beta,
             "seed": self.seed,
+            "dtype": serialize_policy(self.dtype_policy),
         }
 
     @classmethod

@@ -114,7 +114,7 @@ class AttributeConditioning(Conditioning):
     def from_attributes(cls, attributes, embedding_dim=32, dtype=None):
         """An attribute conditioning with a new `AttributeConditioner`."""
         network = AttributeConditioner(attributes, embedding_dim, dtype=dtype, name="conditioner")
-        return cls(network, name="conditioning")
+        return cls(network, name="conditioning", dtype=dtype)
 
     @classmethod
     def from_dataset(cls, data, embedding_dim=32, dtype=None):

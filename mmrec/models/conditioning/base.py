@@ -28,6 +28,7 @@ import importlib
 import keras
 import numpy as np
 
+from mmrec.layers.dtypes import serialize_policy
 from mmrec.models.attributes import attribute_ids, check_attributes, label_key, num_classes
 
 # name → class, or "module:Class" for the built-ins (imported on first use, so that
@@ -301,6 +302,7 @@ class Conditioning(keras.layers.Layer):
         return {
             "name": self.name,
             "trainable": self.trainable,
+            "dtype": serialize_policy(self.dtype_policy),
             "network": keras.saving.serialize_keras_object(self.network),
             "attributes": self.attributes,
         }

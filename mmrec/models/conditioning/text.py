@@ -167,7 +167,7 @@ class TextConditioning(Conditioning):
             dtype=dtype,
             name="conditioner",
         )
-        return cls(network, name="conditioning")
+        return cls(network, name="conditioning", dtype=dtype)
 
     def batch_keys(self):
         return ["text"]

@@ -163,7 +163,7 @@ class UserConditioning(Conditioning):
         preferences = AttributePreferenceModel(
             user_encoder, attributes, hidden_dim, dtype=dtype, name="preference_model"
         )
-        return cls(network, preferences, name="conditioning")
+        return cls(network, preferences, name="conditioning", dtype=dtype)
 
     # --- training -----------------------------------------------------------------------------
 
