@@ -206,3 +206,14 @@ def test_config_errors_say_what_was_expected():
         ShapesConfig(image_size=48)
     with pytest.raises(ValueError, match="max_sequence"):
         ShapesConfig(num_items=50, max_sequence=60)
+
+
+def test_user_items_are_whole_sequences_up_to_a_split(tmp_path):
+    # max_history=4: records carry 4 items, user_items still the whole history.
+    config = ShapesConfig(num_items=60, num_users=10, seed=5, max_history=4)
+    write_shapes(str(tmp_path / "short"), config, progress=False)
+    sequences = synthetic.generate_shapes(config)["sequences"]
+    data = load(str(tmp_path / "short"))
+    for split, end in (("train", -2), ("valid", -1), ("test", None)):
+        seen = data.user_items(split)
+        assert seen == {u: set(s[:end].tolist()) for u, s in enumerate(sequences)}

@@ -30,12 +30,8 @@ WARMUP = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("shapes") / "tiny"
-    mmrec.data.write_shapes(
-        path, mmrec.data.ShapesConfig(num_items=60, num_users=24), progress=False
-    )
-    return mmrec.data.load(str(path))
+def data(tiny_shapes):
+    return mmrec.data.load(tiny_shapes)
 
 
 def tiny_recommender(data, **kwargs):
@@ -145,6 +141,33 @@ def test_exported_signatures_equal_the_in_memory_model(rec, data, rec_export):
 
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"item ids in \[0, 60\)"):
         signatures["recommend"](history=tf.constant([[3, 600]], tf.int32))
+
+
+def test_item_keys_are_exported_with_the_recommendations_and_looked_up(data, tmp_path):
+    keys = [f"sku-{7 * i:04d}" for i in range(data.info.num_items)]
+    rec = tiny_recommender(data, item_keys=keys)
+    path = export_saved_model(rec, tmp_path, name="rec")  # validated: the keys compared too
+    requests = [log.predict_log.request for log in read_warmup(path)]
+    assert [r.model_spec.signature_name for r in requests][-1] == "lookup_item_ids"
+
+    signatures = tf.saved_model.load(path).signatures
+    recommend = signatures["recommend"]
+    assert recommend.structured_outputs["item_keys"].dtype == tf.string
+    histories = [[3, 17, 42], [5]]
+    ids, scores, expected = rec.recommend(histories, k=10, return_keys=True)
+    out = recommend(history=tf.constant(padded(histories, 4)))
+    np.testing.assert_array_equal(out["item_ids"], ids)
+    np.testing.assert_allclose(out["scores"], scores, rtol=1e-5, atol=1e-6)
+    returned = [[key.decode() for key in row] for row in out["item_keys"].numpy()]
+    assert returned == expected.tolist() == [[keys[i] for i in row] for row in ids]
+
+    lookup = signatures["lookup_item_ids"]
+    spec = lookup.structured_input_signature[1]["item_keys"]
+    assert spec.dtype == tf.string and spec.shape.as_list() == [None, None]
+    out = lookup(item_keys=tf.constant([["sku-0021", "sku-0000", ""], ["sku-0413", "", ""]]))
+    np.testing.assert_array_equal(out["item_ids"], [[3, 0, -1], [59, -1, -1]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown item keys: sku-9999, 21"):
+        lookup(item_keys=tf.constant([["sku-0021", "sku-9999", "21"]]))
 
 
 def test_versions_auto_increment_and_models_config_lists_every_model(rec, data, tmp_path):

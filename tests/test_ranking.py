@@ -5,16 +5,9 @@ import numpy as np
 import pytest
 
 from mmrec.data import ShapesConfig, load, write_shapes
-from mmrec.evaluation.ranking import (
-    OracleBaseline,
-    PopularityBaseline,
-    PosteriorBaseline,
-    evaluate_ranking,
-    ndcg_at_k,
-    ranking_table,
-    recall_at_k,
-    target_ranks,
-)
+from mmrec.evaluation.baselines import OracleBaseline, PopularityBaseline, PosteriorBaseline
+from mmrec.evaluation.metrics import ndcg_at_k, recall_at_k, target_ranks
+from mmrec.evaluation.ranking import evaluate_ranking, ranking_table
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +28,10 @@ def test_hand_computed_ranks_exclude_the_history():
 def test_ties_count_at_their_midpoint():
     ranks = target_ranks(np.zeros((1, 5)), np.full((1, 1), -1), np.array([3]))
     assert ranks.tolist() == [2.0]  # four tied items: the expected rank is 2
+
+
+def test_metrics_of_no_examples_are_none():
+    assert recall_at_k(np.zeros(0), 10) is None and ndcg_at_k(np.zeros(0), 10) is None
 
 
 def test_recall_and_ndcg_hand_computed():
@@ -90,6 +87,7 @@ def test_oracle_beats_popularity_and_chance(data):
     table = ranking_table(results)
     assert table.splitlines()[0].split()[:3] == ["model", "R@10", "R@20"]
     assert "oracle" in table and "with a cold target" in table
+    assert "cold R@20" in table.splitlines()[0]  # this split has cold targets
 
 
 def test_posterior_finds_the_favourites_a_history_shows(data):

@@ -2,6 +2,7 @@
 
 import doctest
 import json
+import warnings
 
 import keras
 import numpy as np
@@ -274,3 +275,23 @@ def test_errors_say_what_was_expected(data):
         Recommender(num_items=10)
     with pytest.raises(ValueError, match="Expected modalities among the dataset's"):
         Recommender.from_dataset(data, modalities=("video",))
+
+
+def test_from_dataset_warns_once_when_the_text_length_truncates_many_texts(data):
+    def build(length):
+        encoders = {"text": {"hidden_dim": 8, "sequence_length": length}}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rec = _tiny(data, modalities=("text",), encoder_config=encoders)
+        return rec, [w for w in caught if "item texts" in str(w.message)]
+
+    # The tiny vocabulary cuts the shapes' texts into 18 to 40 word pieces.
+    rec, caught = build(4)
+    assert len(caught) == 1 and caught[0].filename == __file__  # points at the caller
+    assert str(caught[0].message).startswith(
+        "80 of 80 item texts (100%) are longer than the text encoder's sequence_length=4 tokens"
+    )
+    assert "'sequence_length'" in str(caught[0].message)
+    assert rec.catalogue["text"].shape == (80, 4)
+    rec, caught = build(64)
+    assert caught == [] and rec.catalogue["text"].shape == (80, 64)

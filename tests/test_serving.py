@@ -1,7 +1,8 @@
 """`mmrec serve` as a real subprocess: TF Serving's REST and gRPC APIs, errors, hot reload, CLI.
 
-One server serves a tiny recommender ("rec") and a tiny text-conditioned GAN
-("generator") exported into a temporary base folder; the tests call it with raw
+One server serves a tiny recommender ("rec"), one with external item keys
+("rec_keys") and a tiny text-conditioned GAN ("generator") exported into a
+temporary base folder; the tests call it with raw
 HTTP JSON written as TF Serving's REST docs specify, with
 ``tensorflow-serving-api``'s ``PredictionServiceStub``, and with `mmrec.serving.Client`.
 """
@@ -45,16 +46,24 @@ MAX_BATCH = 8
 MAX_BODY = 200_000
 
 
-def tiny_recommender(data):
+def tiny_recommender(data, **kwargs):
     return Recommender.from_dataset(
-        data, modalities=("image", "text"), embedding_dim=8, encoder_config=TINY_ENCODERS
+        data,
+        modalities=("image", "text"),
+        embedding_dim=8,
+        encoder_config=TINY_ENCODERS,
+        **kwargs,
     )
+
+
+def item_key(item_id):
+    return f"sku-{7 * item_id:04d}"
 
 
 class Served:
     """The server process and what it serves."""
 
-    def __init__(self, process, lines, ready, base, data, rec, gan):
+    def __init__(self, process, lines, ready, base, data, rec, gan, rec_keys):
         self.process = process
         self.lines = lines
         self.rest = ready["rest"]
@@ -63,6 +72,7 @@ class Served:
         self.data = data
         self.rec = rec  # the recommender whose version is served now
         self.gan = gan
+        self.rec_keys = rec_keys  # a recommender with item keys
 
     def wait_for_line(self, text, timeout=60):
         deadline = time.time() + timeout
@@ -108,12 +118,14 @@ def served(tmp_path_factory):
     data = mmrec.data.load(str(root / "shapes"))
     rec = tiny_recommender(data)
     gan = ConditionalGAN.from_dataset(data, condition="text", seed=0, **TINY_GAN)
+    rec_keys = tiny_recommender(data, item_keys=[item_key(i) for i in range(60)])
     base = root / "savedmodels"
     # Validation (a fresh-process check per export) is covered by test_export.py.
     export_saved_model(rec, base, name="rec", validate=False)
     export_saved_model(gan, base, name="generator", validate=False)
+    export_saved_model(rec_keys, base, name="rec_keys", validate=False)
     process, lines, ready = _start_server(base, root / "server.log")
-    yield Served(process, lines, ready, base, data, rec, gan)
+    yield Served(process, lines, ready, base, data, rec, gan, rec_keys)
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -197,13 +209,16 @@ def test_rest_row_and_columnar_formats_equal_the_model(served):
     assert status == 200, body
     assert [sorted(p) for p in body["predictions"]] == [["item_ids", "scores"]] * 2
     np.testing.assert_array_equal([p["item_ids"] for p in body["predictions"]], ids)
-    np.testing.assert_allclose([p["scores"] for p in body["predictions"]], scores, rtol=1e-5)
+    # atol too: the server's threads may sum in another order (last-digit differences).
+    np.testing.assert_allclose(
+        [p["scores"] for p in body["predictions"]], scores, rtol=1e-5, atol=1e-6
+    )
 
     columnar = '{"signature_name": "recommend", "inputs": {"history": [[3, 17, 42], [5, -1, -1]]}}'
     status, body = post(served, "/v1/models/rec/versions/1:predict", columnar)
     assert status == 200, body
     np.testing.assert_array_equal(body["outputs"]["item_ids"], ids)
-    np.testing.assert_allclose(body["outputs"]["scores"], scores, rtol=1e-5)
+    np.testing.assert_allclose(body["outputs"]["scores"], scores, rtol=1e-5, atol=1e-6)
     # No signature_name: serving_default, which is `recommend`.
     default = post(served, "/v1/models/rec:predict", '{"instances": [[3, 17, 42]]}')[1]
     np.testing.assert_array_equal(default["predictions"][0]["item_ids"], ids[0])
@@ -265,7 +280,9 @@ def test_grpc_predict_and_metadata_with_the_serving_api_stub(served):
         assert response.model_spec.version.value == 1
         ids, scores = expected_recommendations(served, [[3, 17, 42], [5]])
         np.testing.assert_array_equal(tf.make_ndarray(response.outputs["item_ids"]), ids)
-        np.testing.assert_allclose(tf.make_ndarray(response.outputs["scores"]), scores, rtol=1e-5)
+        np.testing.assert_allclose(
+            tf.make_ndarray(response.outputs["scores"]), scores, rtol=1e-5, atol=1e-6
+        )
 
         request.output_filter.append("item_ids")
         assert set(stub.Predict(request, timeout=30).outputs) == {"item_ids"}
@@ -402,6 +419,7 @@ def test_models_config_file_chooses_the_models_and_their_folders(served):
     assert both.sources() == {
         "rec": str(served.base / "rec"),  # base_path "/models/rec", found next to the file
         "generator": str(served.base / "generator"),
+        "rec_keys": str(served.base / "rec_keys"),
     }
     only = served.base / "generator_only.config"
     only.write_text(
@@ -517,6 +535,37 @@ def test_mmrec_predict_prints_ids_and_writes_a_png(served, capsys, tmp_path):
 
     assert main(["predict", "--server", served.rest, "--model", "nope", "--history", "3"]) == 2
     assert "NOT_FOUND" in capsys.readouterr().err
+
+
+def test_mmrec_predict_takes_and_prints_item_keys_and_texts(served, capsys):
+    ids, scores, keys = served.rec_keys.recommend([[3, 17, 42]], k=10, return_keys=True)
+    texts = served.data.catalogue().texts.numpy()
+    predict = ["predict", "--server", served.rest, "--model", "rec_keys"]
+    history = ",".join(item_key(i) for i in (3, 17, 42))
+    assert main([*predict, "--history-keys", history, "--data", served.data.path]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split() == ["rank", "item_id", "item_key", "score", "text"]
+    rows = [line.split(maxsplit=4) for line in printed[1:]]
+    assert [int(row[1]) for row in rows] == ids[0].tolist()
+    assert [row[2] for row in rows] == keys[0].tolist()
+    np.testing.assert_allclose([float(row[3]) for row in rows], scores[0], atol=1e-4)
+    for row, item in zip(rows, ids[0]):  # the item's text, cut to 60 characters with "…"
+        text = texts[item].decode()
+        assert row[4] == text if len(text) <= 60 else row[4] == text[:59] + "…"
+
+    # Item ids in, keys out, over gRPC too.
+    grpc_predict = ["predict", "--server", served.grpc, "--protocol", "grpc", "--model", "rec_keys"]
+    assert main([*grpc_predict, "--history", "3,17,42", "--k", "3"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[2] for line in printed[1:]] == keys[0][:3].tolist()
+
+    assert main([*predict, "--history-keys", f"{item_key(3)},nope"]) == 2
+    assert "INVALID_ARGUMENT: Unknown item keys: nope" in capsys.readouterr().err
+    no_keys = ["predict", "--server", served.rest, "--model", "rec", "--history-keys", "a"]
+    assert main(no_keys) == 2
+    assert "Model 'rec' has no item keys" in capsys.readouterr().err
+    assert main([*predict, "--history", "3", "--history-keys", item_key(3)]) == 2
+    assert "Expected either --history" in capsys.readouterr().err
 
 
 def test_serving_package_imports_no_model_code():

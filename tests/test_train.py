@@ -48,12 +48,8 @@ SHORT = {kind: {"preset": "tiny", **settings} for kind, settings in SMOKE.items(
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("shapes") / "tiny")
-    mmrec.data.write_shapes(
-        path, mmrec.data.ShapesConfig(num_items=60, num_users=24), progress=False
-    )
-    return path
+def data_dir(tiny_shapes):
+    return tiny_shapes
 
 
 @pytest.fixture(scope="module")

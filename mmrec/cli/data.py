@@ -1,4 +1,4 @@
-"""`mmrec data synth | fashion-mnist | inspect | validate`: create and check dataset folders."""
+"""`mmrec data synth | fashion-mnist | import | inspect | validate`: create and check datasets."""
 
 from __future__ import annotations
 
@@ -56,6 +56,8 @@ def add_commands(commands) -> None:
     fashion.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     fashion.set_defaults(run=fashion_mnist)
 
+    add_import_command(actions)
+
     inspect = actions.add_parser(
         "inspect",
         help="print counts and schema, write a contact-sheet PNG of sample items",
@@ -78,6 +80,128 @@ def add_commands(commands) -> None:
     )
     validate.add_argument("path", help="dataset folder")
     validate.set_defaults(run=validate_dataset)
+
+
+def add_import_command(actions) -> None:
+    importer = actions.add_parser(
+        "import",
+        help="import your own catalogue and interactions (CSV / Parquet / JSONL + media files)",
+        description=(
+            "Import an item table and an interaction table (CSV, TSV, Parquet or JSONL, by "
+            "suffix) with optional image / WAV files, or a MovieLens folder "
+            "(--format movielens --path DIR), into an mmrec dataset: id maps "
+            "(item_keys.txt, user_keys.txt), de-duplication, k-core filters, a "
+            "chronological split, cold items and a WordPiece vocabulary. The same input "
+            "and options write byte-identical files. See docs/your_data.md."
+        ),
+    )
+    importer.add_argument("--out", required=True, help="dataset folder to write")
+    importer.add_argument(
+        "--format",
+        choices=("tables", "movielens"),
+        default="tables",
+        help="'tables': --items and --interactions files; 'movielens': a MovieLens folder",
+    )
+    importer.add_argument("--path", help="the MovieLens folder (movies.csv, ratings.csv, tags.csv)")
+    importer.add_argument("--items", help="the item table (.csv, .tsv, .parquet, .jsonl)")
+    importer.add_argument("--interactions", help="the interaction table")
+    columns = importer.add_argument_group("columns (--format tables)")
+    columns.add_argument("--item-key", help="item key column, in both tables (default item_id)")
+    columns.add_argument("--user-key", help="user key column (default user_id)")
+    columns.add_argument("--timestamp", help="time column: seconds or ISO 8601 (default timestamp)")
+    columns.add_argument("--rating", help="rating column (needed by --min-rating)")
+    columns.add_argument("--text", type=_names, help="text columns, comma-separated, joined by ' '")
+    columns.add_argument(
+        "--text-template", help="instead of joining, a str.format template: '{title} ({genres})'"
+    )
+    columns.add_argument("--image", help="image column: paths relative to --media-root, or bytes")
+    columns.add_argument("--audio", help="audio column: WAV paths relative to --media-root")
+    columns.add_argument("--media-root", help="folder that relative media paths start from")
+    columns.add_argument(
+        "--attributes", type=_names, help="categorical columns, comma-separated (label_<name>)"
+    )
+    columns.add_argument(
+        "--attribute-separator",
+        help="for multi-valued attribute cells ('Action|Comedy' with '|'): the first value",
+    )
+    options = importer.add_argument_group("filters, split and formats")
+    options.add_argument("--min-rating", type=float, help="keep ratings >= this (default: all)")
+    options.add_argument("--min-user-interactions", type=positive_int, help="k-core (default 3)")
+    options.add_argument("--min-item-interactions", type=int, help="k-core (default 0: keep all)")
+    options.add_argument(
+        "--split",
+        choices=("leave-last-out", "time"),
+        help="leave-last-out (default): last → test, second-to-last → valid; time: by date",
+    )
+    options.add_argument("--valid-from", help="--split time: seconds or ISO date of valid's start")
+    options.add_argument("--test-from", help="--split time: seconds or ISO date of test's start")
+    options.add_argument(
+        "--on-missing",
+        choices=("error", "skip"),
+        help="a missing/unreadable media file or empty text: stop (default) or skip the item",
+    )
+    options.add_argument("--image-size", type=positive_int, help="square PNG size (default 32)")
+    options.add_argument("--audio-sample-rate", type=positive_int, help="default 16000")
+    options.add_argument("--audio-seconds", type=float, help="clip length (default 1.0)")
+    options.add_argument("--max-history", type=positive_int, help="items per record (default 50)")
+    options.add_argument("--vocab-size", type=positive_int, help="WordPiece size (default 2000)")
+    options.add_argument("--name", help="dataset name (default: the --out folder's name)")
+    options.add_argument(
+        "--tags-per-item", type=int, help="MovieLens: most common tags in the text (default 3)"
+    )
+    importer.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    importer.set_defaults(run=import_data)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _given(args, names) -> dict:
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def import_data(args) -> int:
+    import dataclasses
+
+    from mmrec.data import Columns, ImportOptions, import_movielens, import_summary, import_tables
+    from mmrec.errors import UsageError
+
+    column_names = [f.name for f in dataclasses.fields(Columns)]
+    option_names = [f.name for f in dataclasses.fields(ImportOptions)]
+    if args.format == "movielens":
+        extra = sorted(n for n in ("items", "interactions", *column_names) if _given(args, [n]))
+        if not args.path or extra:
+            flags = ", ".join("--" + n.replace("_", "-") for n in extra) or "none"
+            raise UsageError(
+                "Expected --path DIR with --format movielens, and neither --items, "
+                "--interactions nor column flags (the MovieLens columns are fixed). "
+                f"Received: --path {args.path}; other flags: {flags}"
+            )
+    elif args.path or not (args.items and args.interactions):
+        raise UsageError(
+            "Expected --items FILE and --interactions FILE (or --format movielens --path DIR). "
+            f"Received: --items {args.items}, --interactions {args.interactions}, "
+            f"--path {args.path}"
+        )
+    with usage_errors():
+        options = ImportOptions(**_given(args, option_names))
+        if args.format == "movielens":
+            info = import_movielens(
+                args.out,
+                args.path,
+                options,
+                overwrite=args.overwrite,
+                **_given(args, ["tags_per_item"]),
+            )
+        else:
+            columns = Columns(**_given(args, column_names))
+            info = import_tables(
+                args.out, args.items, args.interactions, columns, options, overwrite=args.overwrite
+            )
+    print(f"wrote {args.out}")
+    print(import_summary(info))
+    return 0
 
 
 def synthesise(args) -> int:
@@ -113,10 +237,13 @@ def _print_written(path, info) -> None:
 
 def inspect_dataset(args) -> int:
     from mmrec.data import load
-    from mmrec.data.inspect import summary, write_contact_sheet
+    from mmrec.data.inspect import sample_items, summary, write_contact_sheet
 
     data = load(args.path)
     print(summary(data))
+    if "image" not in data.info.modalities:
+        print(f"\nsample items (no images: no contact sheet)\n{sample_items(data, args.samples)}")
+        return 0
     sheet = args.sheet or os.path.join(args.path, "contact_sheet.png")
     write_contact_sheet(data, sheet, samples=args.samples)
     print(f"contact sheet: {sheet}")
@@ -126,6 +253,7 @@ def inspect_dataset(args) -> int:
 def validate_dataset(args) -> int:
     """Lists every problem; exit status 1 when there is one (a finding, not an error)."""
     from mmrec.data import ChecksumError, load, verify_checksums
+    from mmrec.data.inspect import vocabulary_problem
 
     data = load(args.path, on_error="skip", verify="none")
     failures = 0
@@ -135,6 +263,10 @@ def validate_dataset(args) -> int:
     except ChecksumError as e:
         print(f"checksums: {e}")
         failures += 1
+    vocabulary = vocabulary_problem(data)
+    if "text" in data.info.modalities:
+        print(f"vocabulary: {vocabulary or 'ok'}")
+    failures += bool(vocabulary)
     for kind in sorted(data.info.shards):
         problems = data.problems(kind)
         print(f"{kind}: {'ok' if not problems else f'{len(problems)} problem(s)'}")

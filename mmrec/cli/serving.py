@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import os
 import socket
@@ -93,10 +94,13 @@ def _add_predict(commands) -> None:
         "predict",
         help="ask a TF Serving (or mmrec serve) server for recommendations or images",
         description=(
-            "Call a served model: a recommender prints the items recommended for --history; "
-            "a generator writes the images for --history, --text or --attributes (whichever "
-            "its generate_image signature takes) to --png. A served model knows attribute "
-            "ids only: --data DATASET resolves class names."
+            "Call a served model: a recommender prints the items recommended for --history "
+            "(item ids) or --history-keys (the catalogue's own keys, for a model trained on "
+            "a dataset with id maps, e.g. from `mmrec data import`): rank, item id, the item's "
+            "key when the model has keys, and score; with --data DATASET also each item's "
+            "text (e.g. a MovieLens title). A generator writes the images for --history, "
+            "--text or --attributes (whichever its generate_image signature takes) to --png; "
+            "a served model knows attribute ids only: --data DATASET resolves class names."
         ),
     )
     predict.add_argument("--server", default="localhost:8501", help="host:port")
@@ -105,6 +109,14 @@ def _add_predict(commands) -> None:
     predict.add_argument("--version", type=positive_int, default=None)
     predict.add_argument(
         "--history", type=id_list, default=None, metavar="IDS", help="item ids, e.g. 3,17,42"
+    )
+    predict.add_argument(
+        "--history-keys",
+        type=key_list,
+        default=None,
+        metavar="KEYS",
+        help="instead of --history: the items' external keys, comma-separated, e.g. "
+        "1,296,593 (MovieLens movieIds); the model must have item keys",
     )
     predict.add_argument("--text", default=None, help="a description (text-conditioned models)")
     predict.add_argument(
@@ -117,7 +129,8 @@ def _add_predict(commands) -> None:
         "--data",
         default=None,
         metavar="DIR",
-        help="the dataset whose class names --attributes may use",
+        help="the dataset: item texts to print next to recommendations, class names "
+        "for --attributes",
     )
     predict.add_argument(
         "--k", type=positive_int, default=None, help="show the top k (at most the exported k)"
@@ -179,7 +192,7 @@ def predict_remote(args) -> int:
         metadata = client.metadata(args.model, args.version)
         signatures = metadata["metadata"]["signature_def"]["signature_def"]
         if "recommend" in signatures and args.png is None:
-            return _recommend(client, args)
+            return _recommend(client, args, signatures)
         if "generate_image" in signatures:
             inputs = set(signatures["generate_image"].get("inputs", {})) - {"seed"}
             return _generate(client, args, inputs)
@@ -195,19 +208,92 @@ def predict_remote(args) -> int:
         client.close()
 
 
-def _recommend(client, args) -> int:
-    if args.history is None:
-        raise UsageError("Expected --history (item ids, e.g. 3,17,42) for a recommender.")
-    out = client.predict(args.model, {"history": [args.history]}, "recommend", args.version)
+def key_list(text: str) -> list[str]:
+    """``--history-keys 1,296,593``: comma-separated external item keys."""
+    keys = [v.strip() for v in text.split(",") if v.strip()]
+    if not keys:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated item keys, e.g. 1,296,593, received {text!r}"
+        )
+    return keys
+
+
+def _recommend(client, args, signatures) -> int:
+    if (args.history is None) == (args.history_keys is None):
+        raise UsageError(
+            "Expected either --history (item ids, e.g. 3,17,42) or --history-keys (item keys, "
+            "e.g. 1,296,593) for a recommender."
+        )
+    history = args.history
+    if args.history_keys is not None:
+        if "lookup_item_ids" not in signatures:
+            raise UsageError(
+                f"Model '{args.model}' has no item keys (its dataset had no id maps): give "
+                "--history with item ids."
+            )
+        request = {"item_keys": [args.history_keys]}
+        out = client.predict(args.model, request, "lookup_item_ids", args.version)
+        history = out["item_ids"][0].tolist()
+    out = client.predict(args.model, {"history": [history]}, "recommend", args.version)
     ids, scores = out["item_ids"][0], out["scores"][0]
+    keys = out["item_keys"][0] if "item_keys" in out else None
     if args.k is not None:
         if args.k > len(ids):
             raise UsageError(f"Expected --k <= {len(ids)} (the exported k). Received: {args.k}")
         ids, scores = ids[: args.k], scores[: args.k]
-    print("rank  item_id  score")
-    for rank, (item, score) in enumerate(zip(ids, scores), start=1):
-        print(f"{rank:<5} {int(item):<8} {float(score):.4f}")
+    texts = None
+    if args.data is not None:
+        dataset_keys, texts = _catalogue_descriptions(args.data, ids)
+        keys = dataset_keys if keys is None else keys
+    print(recommendation_table(ids, scores, keys, texts))
     return 0
+
+
+def _catalogue_descriptions(path, ids):
+    """The dataset's keys and texts of items ``ids`` (each None if the dataset has none)."""
+    from mmrec.data import load
+
+    with usage_errors():
+        data = load(path, verify="none")
+    if ids.size and int(ids.max()) >= data.info.num_items:
+        raise UsageError(
+            f"--data {path} has {data.info.num_items} items, but the model returned item "
+            f"{int(ids.max())}: give the dataset the model was trained on."
+        )
+    keys = data.item_keys()  # None without id maps (the benchmarks)
+    texts = data.catalogue().texts.numpy() if "text" in data.info.modalities else None
+    return (
+        None if keys is None else [keys[int(i)] for i in ids],
+        None if texts is None else [texts[int(i)] for i in ids],
+    )
+
+
+def recommendation_table(ids, scores, keys=None, texts=None, width=60) -> str:
+    """The lines ``mmrec predict`` prints: rank, item id, [item key,] score[, text].
+
+    Args:
+        ids, scores: one user's recommendations, best first.
+        keys: the recommended items' external keys (str or bytes), or None.
+        texts: the recommended items' texts (str or bytes), or None; longer
+            than ``width`` characters, they are cut with "…".
+    """
+
+    def text(value):
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+    columns = [("rank", [str(r) for r in range(1, len(ids) + 1)])]
+    columns.append(("item_id", [str(int(i)) for i in ids]))
+    if keys is not None:
+        columns.append(("item_key", [text(k) for k in keys]))
+    columns.append(("score", [f"{float(s):.4f}" for s in scores]))
+    if texts is not None:
+        cut = [text(t) for t in texts]
+        columns.append(("text", [t if len(t) <= width else t[: width - 1] + "…" for t in cut]))
+    widths = [max(len(name), *(len(v) for v in values)) for name, values in columns]
+    rows = [[name for name, _ in columns]] + [list(row) for row in zip(*(v for _, v in columns))]
+    return "\n".join(
+        "  ".join(value.ljust(w) for value, w in zip(row, widths)).rstrip() for row in rows
+    )
 
 
 def generate_image_request(
@@ -251,6 +337,8 @@ def generate_image_request(
 def _generate(client, args, input_names) -> int:
     if args.png is None:
         raise UsageError(f"Model '{args.model}' generates images: give --png PATH.")
+    if args.history_keys is not None:
+        raise UsageError("--history-keys is for recommenders; a generator takes --history (ids).")
     classes = None
     if args.data is not None:
         from mmrec.data import DatasetInfo

@@ -35,10 +35,13 @@ global batch."""
 EVALUATE_DESCRIPTION = (
     "Full-catalogue ranking evaluation on a leave-last-out split: Recall@K and "
     "NDCG@K for K in {10, 20, 50}, overall and on cold-item targets, for saved "
-    "recommenders (.keras or run folders) and the baselines (popularity; where the "
-    "dataset has ground truth: oracle, and posterior / posterior+true_pop, the Bayes "
-    "posterior over a user's favourites given the history, without and with the "
-    "items' true popularity). Prints a table and writes JSON."
+    "recommenders (.keras or run folders) and the baselines (popularity; ease, "
+    "closed-form EASE with lambda chosen on the valid split; itemknn, cosine "
+    "item-item with k chosen on the valid split; where the dataset has ground truth: "
+    "oracle, and posterior / posterior+true_pop, the Bayes posterior over a user's "
+    "favourites given the history, without and with the items' true popularity). "
+    "Every item the user had before the target is excluded. Undefined metrics "
+    "(no cold targets) are null in the JSON. Prints a table and writes JSON."
 )
 
 QUICKSTART_DESCRIPTION = (
@@ -53,7 +56,7 @@ QUICKSTART_DESCRIPTION = (
 
 # The names of mmrec.evaluation.ranking.BASELINES, for --help without importing TensorFlow
 # (tests/test_cli.py checks that they agree).
-BASELINES = ("popularity", "oracle", "posterior", "posterior+true_pop")
+BASELINES = ("popularity", "ease", "itemknn", "oracle", "posterior", "posterior+true_pop")
 
 
 def add_commands(commands) -> None:
@@ -137,7 +140,7 @@ def _add_evaluate(commands) -> None:
         "--baselines",
         default="popularity,oracle",
         help=f"comma-separated, among {', '.join(BASELINES)}; '' for none "
-        "(all but popularity need a dataset with ground truth)",
+        "(oracle and posterior* need a dataset with ground truth)",
     )
     evaluate.add_argument("--out", default=None, help="JSON file for the results")
     evaluate.set_defaults(run=evaluate_models)

@@ -1,12 +1,16 @@
-"""Looking at a dataset: a text summary and a contact-sheet PNG of sample items."""
+"""Looking at a dataset: a text summary, sample items as text, a contact-sheet PNG of items,
+and the checks of `mmrec data validate` that go beyond single records."""
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import numpy as np
 
+from mmrec.data import schema
 from mmrec.data.pipeline import MultimodalDataset
+from mmrec.data.vocabulary import RESERVED_TOKENS
 
 
 def preference_hit_rates(data: MultimodalDataset, split: str = "test") -> dict[str, float] | None:
@@ -67,6 +71,12 @@ def summary(data: MultimodalDataset) -> str:
     if data.vocabulary_path:
         with open(data.vocabulary_path, encoding="utf-8") as f:
             lines.append(f"vocabulary   {sum(1 for _ in f)} WordPiece tokens (vocab.txt)")
+    if info.id_maps:
+        files = ", ".join(info.id_maps[k] for k in sorted(info.id_maps))
+        lines.append(f"id maps      {files} (external keys; line i = id i)")
+    for kind, reasons in info.generator.get("dropped", {}).items():
+        for reason, count in reasons.items():
+            lines.append(f"dropped      {count} {kind}: {reason}")
     rates = preference_hit_rates(data)
     if rates:
         lines.append(
@@ -74,6 +84,46 @@ def summary(data: MultimodalDataset) -> str:
             f"{rates['test_targets']:.3f} (random items: {rates['random_items']:.3f})"
         )
     return "\n".join(lines)
+
+
+def sample_items(data: MultimodalDataset, samples: int = 8, seed: int = 0) -> str:
+    """A few random items as text lines: id, key, attribute values and the item's text."""
+    catalogue = data.catalogue()
+    keys = data.item_keys()
+    rng = np.random.default_rng(seed)
+    ids = np.sort(rng.choice(catalogue.num_items, min(samples, catalogue.num_items), False))
+    texts = catalogue.texts.numpy() if catalogue.texts is not None else None
+    lines = []
+    for i in ids:
+        names = [data.info.attributes[a][catalogue.labels[a][i]] for a in data.info.attributes]
+        line = f"#{i}" + (f" [{keys[i]}]" if keys else "")
+        if names:
+            line += " " + "/".join(names)
+        if texts is not None:
+            line += ": " + textwrap.shorten(texts[i].decode("utf-8"), 100)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def vocabulary_problem(data: MultimodalDataset) -> str | None:
+    """What is wrong with the vocabulary of a dataset with text (None when nothing is)."""
+    if "text" not in data.info.modalities:
+        return None
+    path = os.path.join(data.path, schema.VOCABULARY_FILE)
+    fix = (
+        "re-create the dataset with `mmrec data import`, which learns one, or write one with "
+        "mmrec.data.vocabulary.learn_wordpiece_vocabulary and save_vocabulary"
+    )
+    if not os.path.exists(path):
+        return f"{path} is missing: a dataset with text needs a WordPiece vocabulary; {fix}."
+    with open(path, encoding="utf-8") as f:
+        tokens = f.read().split("\n")
+    if tokens[: len(RESERVED_TOKENS)] != list(RESERVED_TOKENS):
+        return (
+            f"{path}: expected the reserved tokens {list(RESERVED_TOKENS)} first (the padding "
+            f"id must be 0). Received: {tokens[: len(RESERVED_TOKENS)]}; {fix}."
+        )
+    return None
 
 
 def write_contact_sheet(

@@ -105,6 +105,7 @@ class MultimodalDataset:
         self.on_error = on_error
         self.skipped: dict[str, int] = {}
         self._catalogue: Catalogue | None = None
+        self._key_cache: dict[str, list[str]] = {}
         if verify == "checksum":
             verify_checksums(self.path, self.info)
 
@@ -203,7 +204,72 @@ class MultimodalDataset:
         order = np.argsort(rows[schema.USER_ID])
         return {k: v[order] for k, v in rows.items()}
 
+    def item_keys(self) -> list[str] | None:
+        """External item keys by id: `item_keys()[i]` is the key of item i.
+
+        None for a dataset without id maps (the embedded benchmarks).
+        """
+        return self._keys("items")
+
+    def user_keys(self) -> list[str] | None:
+        """External user keys by id: `user_keys()[u]` is the key of user u (or None)."""
+        return self._keys("users")
+
+    def user_items(self, split: str) -> dict[int, set[int]]:
+        """Every item each user interacted with in `split` and the splits before it.
+
+        Splits are ordered train < valid < test; the sets hold the histories and the
+        targets of those splits' interaction records, so they are a user's *whole*
+        history, not only the `max_history` most recent items a record carries.
+        Users without records there are absent (use `.get(user_id, set())`).
+
+        To exclude a user's known items when evaluating a split, take the split
+        before it: `user_items("valid")` when scoring "test" targets,
+        `user_items("train")` when scoring "valid" ones (plus the record's own history).
+
+        Example:
+
+        ```python
+        seen = data.user_items("valid")  # {user_id: {item_id, ...}}
+        ```
+        """
+        order = schema.SPLITS[: schema.SPLITS.index(self._split(split)) + 1]
+        users, items = [], []
+        for name in order:
+            ds = self._examples(f"interactions-{name}", shuffle=False).batch(4096)
+            for batch in ds.as_numpy_iterator():
+                history, target = batch[schema.HISTORY], batch[schema.TARGET]
+                both = np.concatenate([history, target[:, None]], axis=1)
+                owner = np.repeat(batch[schema.USER_ID], both.shape[1])
+                keep = both.ravel() != PAD_ID
+                users.append(owner[keep])
+                items.append(both.ravel()[keep])
+        out: dict[int, set[int]] = {}
+        if not users:
+            return out
+        pairs = np.unique(np.stack([np.concatenate(users), np.concatenate(items)], 1), axis=0)
+        starts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]])
+        for start, end in zip(starts, np.r_[starts[1:], len(pairs)]):
+            out[int(pairs[start, 0])] = set(pairs[start:end, 1].tolist())
+        return out
+
     # --- plumbing ---------------------------------------------------------------------
+
+    def _keys(self, kind: str) -> list[str] | None:
+        if kind not in self.info.id_maps:
+            return None
+        if kind not in self._key_cache:
+            path = os.path.join(self.path, self.info.id_maps[kind])
+            with open(path, encoding="utf-8", newline="\n") as f:
+                keys = f.read().split("\n")[:-1]
+            expected = self.info.num_items if kind == "items" else self.info.num_users
+            if len(keys) != expected:
+                raise SchemaError(
+                    f"{path}: expected {expected} keys (one per line, dataset.json "
+                    f"num_{kind}). Received: {len(keys)}"
+                )
+            self._key_cache[kind] = keys
+        return list(self._key_cache[kind])
 
     def _split(self, split: str) -> str:
         if split not in schema.SPLITS:

@@ -22,23 +22,24 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def verify_checksums(path: str, info: DatasetInfo) -> None:
-    """Raises `ChecksumError` naming the first shard whose SHA-256 differs."""
-    for shards in info.shards.values():
-        for shard in shards:
-            file = os.path.join(path, shard.file)
-            if not os.path.exists(file):
-                raise CorruptRecordError(f"{file}: shard listed in dataset.json is missing.")
-            digest = hashlib.sha256()
-            with open(file, "rb") as f:
-                for block in iter(lambda f=f: f.read(1 << 20), b""):
-                    digest.update(block)
-            if digest.hexdigest() != shard.sha256:
-                raise ChecksumError(
-                    f"{file}: checksum mismatch (expected sha256 {shard.sha256}, "
-                    f"received {digest.hexdigest()}); the shard is corrupt or was modified. "
-                    "Re-create the dataset, or load with on_error='skip', verify='none' to "
-                    "read the records that are still intact."
-                )
+    """Raises `ChecksumError` naming the first shard (or id map) whose SHA-256 differs."""
+    files = [(s.file, s.sha256, "shard") for shards in info.shards.values() for s in shards]
+    files += [(name, sha256, "file") for name, sha256 in info.checksums.items()]
+    for name, expected, what in files:
+        file = os.path.join(path, name)
+        if not os.path.exists(file):
+            raise CorruptRecordError(f"{file}: {what} listed in dataset.json is missing.")
+        digest = hashlib.sha256()
+        with open(file, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != expected:
+            raise ChecksumError(
+                f"{file}: checksum mismatch (expected sha256 {expected}, "
+                f"received {digest.hexdigest()}); the {what} is corrupt or was modified. "
+                "Re-create the dataset, or load with on_error='skip', verify='none' to "
+                "read the records that are still intact."
+            )
 
 
 def tagged_records(file, expected):

@@ -3,8 +3,11 @@
 A dataset folder holds sharded GZIP TFRecords of three kinds — items, interactions
 (one set of shards per split) and users — plus `dataset.json`, which says which
 modalities and attributes exist and lists every shard with its record count and
-SHA-256. Readers (`mmrec.data.pipeline`) and writers (`mmrec.data.tfrecord`) both
-take their feature names from here, so the two can never disagree.
+SHA-256. An imported dataset also holds its id maps (`item_keys.txt`,
+`user_keys.txt`: line i is the external key of internal id i), listed under
+`id_maps` and checksummed under `checksums`. Readers (`mmrec.data.pipeline`) and
+writers (`mmrec.data.tfrecord`) both take their feature names from here, so the
+two can never disagree.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ VOCABULARY_FILE = "vocab.txt"
 SPLITS = ("train", "valid", "test")
 MODALITIES = ("image", "text", "audio")
 RECORD_KINDS = ("items", "users", "interactions")
+# Id maps of imported datasets: UTF-8, one key per line, line i = the key of id i.
+ID_MAP_FILES = {"items": "item_keys.txt", "users": "user_keys.txt"}
 
 # Padding for variable-length item-id lists (histories). Item ids are 0..N-1.
 PAD_ID = histories.PAD_ID
@@ -95,6 +100,10 @@ class DatasetInfo:
     max_history: int = 50
     seed: int | None = None
     generator: dict = dataclasses.field(default_factory=dict)
+    # "items"/"users" → the id-map file (ID_MAP_FILES); empty for the benchmarks.
+    id_maps: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Files other than shards (the id maps) → their SHA-256, verified like shards.
+    checksums: dict[str, str] = dataclasses.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self):
@@ -111,6 +120,14 @@ class DatasetInfo:
                 "A dataset with audio must record audio_sample_rate and audio_samples "
                 "in dataset.json."
             )
+        unknown = sorted(set(self.id_maps) - set(ID_MAP_FILES))
+        if unknown:
+            raise SchemaError(
+                f"Expected id_maps keys among {sorted(ID_MAP_FILES)}. Received: {unknown}"
+            )
+        unchecked = sorted(f for f in self.id_maps.values() if f not in self.checksums)
+        if unchecked:
+            raise SchemaError(f"Expected a sha256 under 'checksums' for the id maps {unchecked}.")
 
     @property
     def strong_preferences(self) -> tuple[str, ...]:

@@ -127,7 +127,13 @@ def write_benchmark(
     progress: bool,
 ) -> schema.DatasetInfo:
     """Writes items, users, the three interaction splits and vocab.txt, atomically."""
-    with DatasetWriter(out, overwrite=overwrite, progress=progress) as writer:
+    with DatasetWriter(
+        out,
+        overwrite=overwrite,
+        progress=progress,
+        num_items=info.num_items,
+        num_users=info.num_users,
+    ) as writer:
         writer.write_shards("items", item_records, num_shards(info.num_items), info.num_items)
         users = [
             user_example(u, {a: p[u][p[u] >= 0] for a, p in preferences.items()})

@@ -4,7 +4,10 @@
 folder and renames it into place only after `dataset.json` is complete, so an
 interrupted run never leaves a folder that looks like a finished dataset. The
 output is a pure function of the records given to it: the same records produce
-byte-identical shards.
+byte-identical shards (records are serialised with ``deterministic=True``: plain
+``SerializeToString()`` orders a `tf.train.Example`'s feature map differently from
+one process to the next). Ids are checked as they are written, so an out-of-range
+item or user id is an error that names its record, not a dataset that fails later.
 """
 
 from __future__ import annotations
@@ -106,6 +109,11 @@ def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
+def serialize(example: tf.train.Example) -> bytes:
+    """The record's bytes, the same in every process (feature map in key order)."""
+    return example.SerializeToString(deterministic=True)
+
+
 def shard_name(kind: str, index: int, count: int) -> str:
     return f"{kind}-{index:05d}-of-{count:05d}.tfrecord.gz"
 
@@ -128,9 +136,23 @@ class DatasetWriter:
         writer.write_shards("items", [item_example(0, text="a red circle")], num_shards=1)
         writer.finish(info)  # a DatasetInfo; writes dataset.json, then renames into place
     ```
+
+    Ids are checked at write time: item ids (`item_id`, `target`, `history`) must be
+    in [0, num_items) and user ids in [0, num_users), with -1 allowed only as history
+    padding. With `num_items` / `num_users` given the first bad record stops the
+    write; otherwise the largest ids are checked against `info` in `finish`. Either
+    way the error names the record, and no dataset is left behind.
     """
 
-    def __init__(self, folder: str, *, overwrite: bool = False, progress: bool = True):
+    def __init__(
+        self,
+        folder: str,
+        *,
+        overwrite: bool = False,
+        progress: bool = True,
+        num_items: int | None = None,
+        num_users: int | None = None,
+    ):
         self.folder = os.path.abspath(folder)
         if os.path.exists(self.folder) and not overwrite:
             raise FileExistsError(
@@ -140,6 +162,12 @@ class DatasetWriter:
         self.progress = progress
         self.tmp = f"{self.folder}.partial-{uuid.uuid4().hex[:8]}"
         self.shards: dict[str, list[schema.Shard]] = {}
+        self.id_maps: dict[str, str] = {}
+        self.checksums: dict[str, str] = {}
+        self.limits = {"item": num_items, "user": num_users}
+        # "item"/"user" → (largest id written, where), checked against info in finish().
+        self._largest: dict[str, tuple[int, str]] = {}
+        self._key_counts: dict[str, int] = {}
         self._finished = False
 
     def __enter__(self) -> DatasetWriter:
@@ -179,17 +207,65 @@ class DatasetWriter:
             path = os.path.join(self.tmp, name)
             count = bounds[k + 1] - bounds[k]
             with tf.io.TFRecordWriter(path, _GZIP) as w:
-                for _ in range(count):
-                    w.write(next(iterator).SerializeToString())
+                for index in range(count):
+                    example = next(iterator)
+                    self._check_ids(example, f"{name}: record {index}")
+                    w.write(serialize(example))
                     bar.update()
             shards.append(schema.Shard(file=name, records=count, sha256=_sha256(path)))
         bar.close()
         self.shards[kind] = shards
         return shards
 
+    def write_keys(self, kind: str, keys: Sequence[str]) -> str:
+        """Writes an id map: line i of `item_keys.txt` / `user_keys.txt` is the key of id i.
+
+        Keys are non-empty strings without line breaks, each used once.
+        """
+        if kind not in schema.ID_MAP_FILES:
+            raise ValueError(
+                f"Expected kind to be one of {sorted(schema.ID_MAP_FILES)}. Received: {kind!r}"
+            )
+        seen = set()
+        for i, key in enumerate(keys):
+            where = f"{kind[:-1]} key of id {i} ({key!r})"
+            if not isinstance(key, str) or not key:
+                raise schema.DataError(f"{where}: expected a non-empty string.")
+            if key.splitlines() != [key]:
+                raise schema.DataError(
+                    f"{where}: keys must not contain line breaks (the id map stores one per line)."
+                )
+            if key in seen:
+                raise schema.DataError(f"{where}: the key is used twice; keys must be unique.")
+            seen.add(key)
+        name = schema.ID_MAP_FILES[kind]
+        path = os.path.join(self.tmp, name)
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            f.write("".join(f"{key}\n" for key in keys))
+        self.id_maps[kind] = name
+        self.checksums[name] = _sha256(path)
+        self._key_counts[kind] = len(seen)
+        return path
+
     def finish(self, info: schema.DatasetInfo) -> str:
-        """Writes `dataset.json`, then moves the finished folder into place."""
+        """Checks ids and key counts against `info`, writes `dataset.json`, moves into place."""
+        limits = {"item": info.num_items, "user": info.num_users}
+        for what, (largest, where) in self._largest.items():
+            if largest >= limits[what]:
+                raise schema.DataError(
+                    f"{where}: {what} id {largest} is out of range (expected 0 <= id < "
+                    f"{limits[what]}, the dataset's num_{what}s)."
+                )
+        counts = {"items": info.num_items, "users": info.num_users}
+        for kind, count in self._key_counts.items():
+            if count != counts[kind]:
+                raise schema.DataError(
+                    f"{schema.ID_MAP_FILES[kind]}: expected one key per {kind[:-1]} "
+                    f"({counts[kind]}). Received: {count} keys."
+                )
         info.shards = dict(self.shards)
+        info.id_maps = dict(self.id_maps)
+        info.checksums = {**info.checksums, **self.checksums}
         info.write(self.tmp)
         if os.path.exists(self.folder):
             old = f"{self.folder}.old-{uuid.uuid4().hex[:8]}"
@@ -200,3 +276,31 @@ class DatasetWriter:
             os.rename(self.tmp, self.folder)
         self._finished = True
         return self.folder
+
+    def _check_ids(self, example: tf.train.Example, where: str) -> None:
+        features = example.features.feature
+        checks = (
+            (schema.ITEM_ID, "item", "item_id"),
+            (schema.TARGET, "item", "target item"),
+            (schema.HISTORY, "item", "history item"),
+            (schema.USER_ID, "user", "user_id"),
+        )
+        for key, what, name in checks:
+            if key not in features:
+                continue
+            values = features[key].int64_list.value
+            if not values:
+                continue
+            low, high = min(values), max(values)
+            floor = schema.PAD_ID if key == schema.HISTORY else 0
+            limit = self.limits[what]
+            if low < floor or (limit is not None and high >= limit):
+                bad = low if low < floor else high
+                expected = f"0 <= id < {limit}" if limit is not None else "0 <= id"
+                if key == schema.HISTORY:
+                    expected += f", or {schema.PAD_ID} as padding"
+                raise schema.DataError(
+                    f"{where}: {name} id {bad} is out of range (expected {expected})."
+                )
+            if high > self._largest.get(what, (-1, ""))[0]:
+                self._largest[what] = (high, f"{where} ({name})")

@@ -117,7 +117,7 @@ def _example_histories(num_items, width=4):
 
 
 def recommender_endpoints(rec, k=10):
-    """``recommend``, ``embed_user`` and ``embed_item`` for a `Recommender`.
+    """``recommend``, ``embed_user``, ``embed_item`` (and ``lookup_item_ids``) for a `Recommender`.
 
     The catalogue's item embeddings are computed once here and stored in the
     SavedModel (a non-trainable variable), so serving a user costs one user-tower
@@ -126,12 +126,18 @@ def recommender_endpoints(rec, k=10):
     * ``recommend``: ``history`` int32 ``[B, L]`` (padded with -1) → ``item_ids``
       int32 ``[B, k]`` and ``scores`` float32 ``[B, k]`` (the model's logits,
       ``cos / temperature + item_bias``), best first, the history's items excluded;
+      plus ``item_keys`` tf.string ``[B, k]``, the items' external keys, when the
+      model has `Recommender.item_keys`;
     * ``embed_user``: ``history`` → ``user_embedding`` float32 ``[B, D]``;
     * ``embed_item``: the item's content (``image`` uint8 ``[B, H, W, 3]``,
       ``text`` tf.string ``[B]`` tokenised in the graph, ``audio`` float32
       ``[B, samples]`` — whichever modalities the model has — and ``item_id``
       int32 ``[B]`` when it has an item-id embedding) → ``item_embedding``
-      float32 ``[B, D]``.
+      float32 ``[B, D]``;
+    * ``lookup_item_ids``, only for a model with item keys: ``item_keys``
+      tf.string ``[B, L]`` (padded with ``""``) → ``item_ids`` int32 ``[B, L]``
+      (padding → -1): a history of external keys becomes ``recommend``'s input.
+      A key the catalogue lacks fails the request with a message naming it.
     """
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"Expected k to be a positive int. Received: k={k!r}")
@@ -151,10 +157,15 @@ def recommender_endpoints(rec, k=10):
         history = fit_history(history, rec.max_history, rec.num_items)
         return history, _float32(rec.user_embeddings(history, items))
 
+    keys = None if rec.item_keys is None else np.array(rec.item_keys, dtype=object)
+
     def recommend(inputs):
         history, user = users(inputs["history"])
         ids, scores = top_k_excluding(user / rec.temperature, items, history, k, item_bias=bias)
-        return {"item_ids": tf.cast(ids, tf.int32), "scores": _float32(scores)}
+        outputs = {"item_ids": tf.cast(ids, tf.int32), "scores": _float32(scores)}
+        if keys is not None:
+            outputs["item_keys"] = tf.gather(tf.constant(keys, tf.string), ids)
+        return outputs
 
     def embed_user(inputs):
         return {"user_embedding": users(inputs["history"])[1]}
@@ -172,11 +183,59 @@ def recommender_endpoints(rec, k=10):
             embedding = embedding + _float32(rec.item_ids(inputs["item_id"]))
         return {"item_embedding": tf.math.l2_normalize(embedding, axis=-1)}
 
-    return [
+    endpoints = [
         Endpoint("recommend", recommend, history_spec, history_example),
         Endpoint("embed_user", embed_user, history_spec, history_example),
         Endpoint("embed_item", embed_item, item_spec, item_example),
     ]
+    if keys is not None:
+        endpoints.append(key_lookup_endpoint(rec.item_keys))
+    return endpoints
+
+
+# Fingerprints of item keys: FarmHash64 modulo this (TF's StringToHashBucketFast).
+_FINGERPRINT_BUCKETS = 2**63 - 1
+
+
+def key_lookup_endpoint(item_keys):
+    """``lookup_item_ids``: external item keys → item ids, in the graph.
+
+    Resource-free (no lookup table to track): the keys' fingerprints are sorted
+    into a constant, a request's keys are fingerprinted and binary-searched
+    (``tf.searchsorted``), and a hit counts only if the key there is the same
+    string, so an unknown key is never mistaken for an item.
+    """
+    fingerprints = tf.strings.to_hash_bucket_fast(item_keys, _FINGERPRINT_BUCKETS).numpy()
+    order = np.argsort(fingerprints, kind="stable")
+    sorted_fingerprints = fingerprints[order]
+    if np.any(sorted_fingerprints[1:] == sorted_fingerprints[:-1]):
+        raise ValueError("Expected item keys with distinct 64-bit fingerprints (two collide).")
+    sorted_keys = np.array(item_keys, dtype=object)[order]
+    # No quotes: TensorFlow escapes them in an assertion's message.
+    message = (
+        f". Expected keys from the catalogue ({len(item_keys)} items), or empty strings to pad."
+    )
+
+    def lookup_item_ids(inputs):
+        requested = tf.reshape(inputs["item_keys"], [-1])
+        fingerprint = tf.strings.to_hash_bucket_fast(requested, _FINGERPRINT_BUCKETS)
+        position = tf.searchsorted(tf.constant(sorted_fingerprints), fingerprint)
+        position = tf.minimum(position, len(item_keys) - 1)
+        found = tf.equal(tf.gather(tf.constant(sorted_keys, tf.string), position), requested)
+        padding = tf.equal(requested, "")
+        unknown = tf.boolean_mask(requested, tf.logical_not(found | padding))
+        text = tf.strings.reduce_join(unknown[:10], separator=", ")
+        error = tf.strings.join(["Unknown item keys: ", text, message])
+        with tf.control_dependencies([tf.debugging.Assert(tf.size(unknown) == 0, [error])]):
+            ids = tf.where(found, tf.gather(tf.constant(order.astype("int32")), position), PAD_ID)
+        return {"item_ids": tf.reshape(ids, tf.shape(inputs["item_keys"]))}
+
+    rows = [item_keys[:3], item_keys[-1:]]
+    example = np.full((2, 3), "", dtype=object)
+    for i, row in enumerate(rows):
+        example[i, : len(row)] = row
+    spec = {"item_keys": _spec([None, None], tf.string, "item_keys")}
+    return Endpoint("lookup_item_ids", lookup_item_ids, spec, {"item_keys": example})
 
 
 def _item_inputs(rec):

@@ -17,9 +17,13 @@ Items never seen in training (cold items) keep a bias of 0, the average, because
 an L2 penalty holds the learned biases around 0.
 
 `recommend` ranks the whole catalogue in chunks (bounded memory), excluding the
-user's history. The generators personalise through `build_user_encoder()`, a
-saveable functional model of the user tower over a snapshot of the catalogue's
-item embeddings (`ItemEmbeddingTable`).
+user's history. A model built from a dataset with id maps keeps the items'
+external keys (`item_keys`), so it takes and returns those as well
+(`item_ids_for`, ``recommend(..., return_keys=True)``).
+
+The generators personalise through `build_user_encoder()`, a saveable
+functional model of the user tower over a snapshot of the catalogue's item
+embeddings (`ItemEmbeddingTable`).
 
 Mixed precision: the recommender builds every sublayer with its own ``dtype``
 policy and saves it in its config, so a model trained under ``mixed_bfloat16``
@@ -37,8 +41,12 @@ from keras import ops
 from mmrec.histories import PAD_ID, pad_histories
 from mmrec.layers.dtypes import resolve_policy, serialize_policy
 from mmrec.layers.item_encoder import MultimodalItemEncoder
-from mmrec.layers.preprocessing import TextTokenizer
 from mmrec.layers.user import ItemEmbeddingTable, UserEncoder
+from mmrec.models.catalogue import (
+    ItemKeys,
+    catalogue_content,
+    target_frequencies,
+)
 from mmrec.models.retrieval import (  # noqa: F401  (top_k_excluding: also public here)
     check_history_ids,
     remove_accidental_hits,
@@ -74,6 +82,9 @@ class Recommender(keras.Model):
             sampling-probability correction); uniform if None.
         tokenizer: the `TextTokenizer` that made the catalogue's token ids (kept
             for exports that take raw text).
+        item_keys: the items' external keys (``item_keys[i]`` is item i's key, a
+            non-empty string), or None. Saved in the config, so a reloaded (or
+            exported) model still speaks them.
         dtype: the dtype policy (e.g. ``"mixed_bfloat16"``) of the model and of
             every layer it builds; None for the global policy. It is saved in the
             config, so a reloaded model computes as it was trained.
@@ -86,6 +97,9 @@ class Recommender(keras.Model):
     rec.compile()
     rec.fit(data.interactions("train"), epochs=5)
     ids, scores = rec.recommend(history=[[3, 17, 42]], k=10)
+    # A dataset with id maps (e.g. imported from MovieLens): external keys in and out.
+    history = rec.item_ids_for([["1", "296", "593"]])
+    ids, scores, keys = rec.recommend(history, k=10, return_keys=True)
     ```
     """
 
@@ -104,6 +118,7 @@ class Recommender(keras.Model):
         max_history=50,
         embedding_dim=None,
         catalogue_spec=None,
+        item_keys=None,
         dtype=None,
         **kwargs,
     ):
@@ -136,6 +151,9 @@ class Recommender(keras.Model):
             raise ValueError(f"Expected temperature > 0. Received: temperature={temperature}")
         if item_bias_l2 < 0:
             raise ValueError(f"Expected item_bias_l2 >= 0. Received: item_bias_l2={item_bias_l2}")
+
+        # Checked here (not only in from_dataset), so that a bad list never gets saved.
+        self._item_keys = None if item_keys is None else ItemKeys(item_keys, num_items)
 
         # === Layers ===
         self.item_encoder = item_encoder
@@ -379,19 +397,33 @@ class Recommender(keras.Model):
 
     # --- inference ----------------------------------------------------------------------
 
-    def recommend(self, history, k=10, exclude_history=True, batch_size=1024, item_embeddings=None):
+    def recommend(
+        self,
+        history,
+        k=10,
+        exclude_history=True,
+        batch_size=1024,
+        item_embeddings=None,
+        return_keys=False,
+    ):
         """Top-k item ids and scores for each history, excluding the history's items.
 
         Args:
-            history: int [B, L] (padded with -1) or a list of lists of item ids.
+            history: int [B, L] (padded with -1) or a list of lists of item ids
+                (`item_ids_for` turns external keys into ids).
             k: how many items to return per user.
             exclude_history: never recommend an item the user already has.
             item_embeddings: the catalogue's embeddings from `item_embeddings()`, to
                 reuse across calls (they are computed here if not given).
+            return_keys: also return the items' external keys (the model needs
+                `item_keys`).
         Returns:
             `(ids int32 [B, k], scores float32 [B, k])`, best first; a score is
-            the model's logit (see `score_items`).
+            the model's logit (see `score_items`). With ``return_keys=True``,
+            `(ids, scores, keys)`, ``keys`` a NumPy array of str [B, k].
         """
+        if return_keys:
+            self._keys("return_keys=True")
         history = pad_histories(history, self.max_history)[0]
         check_history_ids(history, self.num_items)
         items = item_embeddings
@@ -407,7 +439,10 @@ class Recommender(keras.Model):
             )
             ids.append(top_ids.numpy())
             scores.append(top_scores.numpy())
-        return np.concatenate(ids), np.concatenate(scores)
+        ids, scores = np.concatenate(ids), np.concatenate(scores)
+        if return_keys:
+            return ids, scores, self._item_keys.keys_for(ids)
+        return ids, scores
 
     def score_items(self, history, batch_size=1024, item_embeddings=None):
         """Scores of every catalogue item for each history: float32 [B, N].
@@ -424,6 +459,41 @@ class Recommender(keras.Model):
         if self.item_bias is not None:
             scores = scores + self.item_bias[None, :]
         return ops.convert_to_numpy(scores)
+
+    # --- external item keys -------------------------------------------------------------
+
+    @property
+    def item_keys(self):
+        """The items' external keys (``item_keys[i]`` is item i's), or None."""
+        return None if self._item_keys is None else list(self._item_keys.keys)
+
+    @property
+    def item_key_to_id(self):
+        """External key → item id (a dict; raises `ValueError` without `item_keys`)."""
+        return self._keys("item_key_to_id").to_id
+
+    def item_ids_for(self, keys):
+        """Item ids of external keys, nested like ``keys`` (a key, a list, a list of lists).
+
+        Raises:
+            ValueError: naming the keys the catalogue does not have.
+
+        Example:
+
+        ```python
+        ids, scores = rec.recommend(rec.item_ids_for([["1", "296"], ["593"]]))
+        ```
+        """
+        return self._keys("item_ids_for").ids_for(keys)
+
+    def _keys(self, what):
+        if self._item_keys is None:
+            raise ValueError(
+                f"{what} needs the items' external keys, and this Recommender has none "
+                "(item_keys=None: its dataset has no id maps, e.g. a synthetic benchmark). "
+                "Use item ids, or build it from a dataset imported with `mmrec data import`."
+            )
+        return self._item_keys
 
     # --- construction -------------------------------------------------------------------
 
@@ -444,29 +514,15 @@ class Recommender(keras.Model):
 
         `modalities=None` uses every modality the dataset has; `modalities=()` with
         `item_id_embedding=True` gives the ID-only baseline. A per-item bias is on
-        by default (`item_bias=True`). Other keyword arguments go to the
-        constructor, e.g. `dtype="mixed_bfloat16"` (the item encoder gets the same
-        policy).
+        by default (`item_bias=True`). The dataset's item keys, if it has id maps,
+        become `item_keys`. Warns when the text encoder's ``sequence_length``
+        truncates more than 5% of the catalogue's texts. Other keyword arguments
+        go to the constructor, e.g. `dtype="mixed_bfloat16"` (the item encoder
+        gets the same policy).
         """
         policy = resolve_policy(kwargs.pop("dtype", None))
         modalities = tuple(data.info.modalities if modalities is None else modalities)
-        catalogue = data.catalogue()
-        features = catalogue.features()
-        encoder_config = {m: dict(c) for m, c in (encoder_config or {}).items()}
-        content, tokenizer = {}, None
-        for m in modalities:
-            if m not in features:
-                raise ValueError(
-                    f"Expected modalities among the dataset's {list(features)}. "
-                    f"Received: modalities={list(modalities)}"
-                )
-            content[m] = ops.convert_to_numpy(features[m]) if m != "text" else None
-        if "text" in modalities:
-            text_config = encoder_config.setdefault("text", {})
-            length = text_config.setdefault("sequence_length", 24)
-            tokenizer = TextTokenizer(data.vocabulary_path, sequence_length=length)
-            content["text"] = ops.convert_to_numpy(tokenizer(features["text"])).astype("int32")
-            text_config["vocabulary_size"] = tokenizer.vocabulary_size()
+        content, tokenizer, encoder_config = catalogue_content(data, modalities, encoder_config)
         item_encoder = None
         if modalities:
             item_encoder = MultimodalItemEncoder(
@@ -477,9 +533,7 @@ class Recommender(keras.Model):
                 name="item_encoder",
                 dtype=policy,
             )
-        frequencies = np.zeros(data.info.num_items)
-        for batch in data.interactions("train", batch_size=8192, shuffle=False):
-            np.add.at(frequencies, batch["target"].numpy(), 1)
+        kwargs.setdefault("item_keys", data.item_keys())  # None without id maps
         return cls(
             catalogue=content,
             num_items=data.info.num_items,
@@ -487,7 +541,7 @@ class Recommender(keras.Model):
             item_id_embedding=item_id_embedding,
             item_bias=item_bias,
             user_pooling=user_pooling,
-            item_frequencies=frequencies,
+            item_frequencies=target_frequencies(data),
             tokenizer=tokenizer,
             max_history=data.info.max_history,
             embedding_dim=embedding_dim,
@@ -518,6 +572,7 @@ class Recommender(keras.Model):
             "max_history": self.max_history,
             "embedding_dim": self.embedding_dim,
             "catalogue_spec": self.catalogue_spec,
+            "item_keys": self.item_keys,
             "dtype": serialize_policy(self.dtype_policy),
         }
 

@@ -43,6 +43,7 @@ class Client:
     client = Client("localhost:8501")                  # or Client("localhost:8500", "grpc")
     out = client.predict("rec", {"history": [[3, 17, 42]]}, signature_name="recommend")
     out["item_ids"]                                    # int32 [1, k]
+    out["item_keys"]                                   # bytes [1, k] (models with item keys)
     client.status("rec")["model_version_status"][0]["version"]
     ```
     """

@@ -10,7 +10,11 @@ default.
 
 A setting that is ``null``/``None`` means "the model's default": the kind passes
 the model only the settings that are given, so each default lives in one place
-(the model). ``"tiny"`` is what `mmrec quickstart` trains (the whole quick start
+(the model). The resolved settings remember which keys were set explicitly (by
+the file, the dict or an override) rather than taken from the preset
+(`explicit_keys`): a kind may adapt a preset's value to the dataset (the
+recommender keeps the preset's modalities that the dataset has), never an
+explicit one. ``"tiny"`` is what `mmrec quickstart` trains (the whole quick start
 fits in 10 minutes on 2 CPU cores); ``"base"`` is a sensible full run.
 """
 
@@ -43,6 +47,23 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+class Settings(dict):
+    """A run's resolved settings (a plain dict of key → value), plus `explicit`.
+
+    ``explicit``: the keys set by the config file or dict, or by an override,
+    rather than taken from the preset.
+    """
+
+    def __init__(self, values=(), explicit=()):
+        super().__init__(values)
+        self.explicit = frozenset(explicit)
+
+
+def explicit_keys(settings) -> frozenset:
+    """The keys of ``settings`` set explicitly (all of them for a plain dict)."""
+    return getattr(settings, "explicit", frozenset(settings))
+
+
 def known_keys(kind: str) -> list[str]:
     """The settings a config of ``kind`` may hold."""
     return sorted(get_run_kind(kind).settings)
@@ -68,7 +89,8 @@ def resolve_config(kind: str, config="base", overrides: dict | None = None) -> d
             e.g. ``{"epochs": 2}`` from ``--epochs 2``.
 
     Returns:
-        A new dict with every key of `known_keys(kind)`.
+        A new `Settings` (a dict) with every key of `known_keys(kind)`; a
+        `Settings` given as ``config`` keeps its `explicit_keys`.
 
     Example:
 
@@ -81,8 +103,12 @@ def resolve_config(kind: str, config="base", overrides: dict | None = None) -> d
     """
     spec = get_run_kind(kind)
     presets = tuple(spec.presets)
+    explicit = set()
     if isinstance(config, str) and config in spec.presets:
         given, source = {"preset": config}, f"preset {config!r}"
+    elif isinstance(config, Settings):  # resolved already (the CLI resolves, then trains)
+        given, source = dict(config), "the config"
+        explicit = set(config.explicit)
     elif isinstance(config, dict):
         given, source = dict(config), "the config"
     elif isinstance(config, str | os.PathLike):
@@ -101,16 +127,19 @@ def resolve_config(kind: str, config="base", overrides: dict | None = None) -> d
             f"{source}: unknown key(s) {unknown} for a {spec.name} config. Known keys: "
             f"{known_keys(spec.name) + ['preset']}"
         )
-    for key, value in list(given.items()) + [
-        (k, v) for k, v in (overrides or {}).items() if v is not None
-    ]:
+    overrides = [(k, v) for k, v in (overrides or {}).items() if v is not None]
+    if not isinstance(config, Settings):
+        explicit = {key for key, _ in list(given.items()) + overrides}
+    else:
+        explicit |= {key for key, _ in overrides}
+    for key, value in list(given.items()) + overrides:
         if key not in settings:
             raise ValueError(
                 f"Unknown setting {key!r} for a {spec.name} run. Known: {known_keys(spec.name)}"
             )
         settings[key] = _check_type(spec.settings[key], key, value, source)
     _check_values(settings, source)
-    return settings
+    return Settings(settings, explicit)
 
 
 def _read_json(path, presets):

@@ -148,26 +148,34 @@ def train(
         "recommender": describe(recommender),
         "judge": describe(judge),
     }
+    # A run that fails before its first epoch leaves nothing to resume: its folder goes,
+    # so that the corrected command (other settings) is not refused as a resumption.
+    fresh = overwrite or not os.path.exists(run_dir)
     initial_epoch = prepare_run_dir(run_dir, record, overwrite)
-    start = time.perf_counter()
+    try:
+        start = time.perf_counter()
 
-    replicas = strategy.num_replicas_in_sync
-    plan = RunPlan.create(spec, settings, data, seed, run_dir, judge, replicas)
-    if initial_epoch:
-        print(f"{run_dir}: resuming after epoch {initial_epoch} of {plan.epochs}", flush=True)
-    from mmrec.training import precision_policy  # defined in the package's __init__
+        replicas = strategy.num_replicas_in_sync
+        plan = RunPlan.create(spec, settings, data, seed, run_dir, judge, replicas, verbose)
+        if initial_epoch:
+            print(f"{run_dir}: resuming after epoch {initial_epoch} of {plan.epochs}", flush=True)
+        from mmrec.training import precision_policy  # defined in the package's __init__
 
-    if recommender is not None:
-        recommender = load_run_model(recommender, Recommender)
-    keras.utils.set_random_seed(seed)
-    with precision_policy(policy), distribute.model_scope(strategy):
-        user_encoder = None if recommender is None else recommender.build_user_encoder()
-        model = spec.build(plan, user_encoder, policy)
-        spec.compile(model, plan, jit_compile)
-    distribute.direct_predict_on_batch(model, strategy)
+        if recommender is not None:
+            recommender = load_run_model(recommender, Recommender)
+        keras.utils.set_random_seed(seed)
+        with precision_policy(policy), distribute.model_scope(strategy):
+            user_encoder = None if recommender is None else recommender.build_user_encoder()
+            model = spec.build(plan, user_encoder, policy)
+            spec.compile(model, plan, jit_compile)
+        distribute.direct_predict_on_batch(model, strategy)
 
-    train_data, valid_data = _datasets(plan, initial_epoch)
-    callbacks = _callbacks(model, plan, resuming=initial_epoch > 0)
+        train_data, valid_data = _datasets(plan, initial_epoch)
+        callbacks = _callbacks(model, plan, resuming=initial_epoch > 0)
+    except BaseException:
+        if fresh:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     with distribute.prepare_for_fit(model, strategy, train_data), warnings.catch_warnings():
         # Keras warns that shuffle=True is ignored for a tf.data.Dataset (ours are shuffled).
         warnings.filterwarnings("ignore", message="`shuffle=True` was passed")

@@ -177,9 +177,12 @@ class RunPlan:
     valid_batch_size: int = 1
     steps: int = 1
     valid_steps: int = 1
+    verbose: int | str = "auto"  # Keras fit verbosity of the run (its baselines print alike)
 
     @classmethod
-    def create(cls, kind, settings, data, seed=0, run_dir=None, judge=None, replicas=1):
+    def create(
+        cls, kind, settings, data, seed=0, run_dir=None, judge=None, replicas=1, verbose="auto"
+    ):
         """Fits the batch sizes to the examples and the replicas, and counts the steps."""
         kind = get_run_kind(kind)
         examples, valid = kind.examples(data)
@@ -202,6 +205,7 @@ class RunPlan:
             valid_batch_size=valid_batch_size,
             steps=settings.get("steps_per_epoch") or steps,
             valid_steps=valid_steps,
+            verbose=verbose,
         )
 
     def given(self, *keys, **renamed) -> dict:

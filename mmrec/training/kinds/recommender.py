@@ -2,9 +2,17 @@
 
 Trains on ``data.interactions`` batches; the report is `evaluate_ranking` for the
 model next to the popularity, ID-only two-tower and oracle baselines.
+
+A preset's ``modalities`` are what it would like (``tiny``: image and text, the
+cheap ones); the run keeps those the dataset has, and says so, so that ``--config
+tiny`` trains on a text-only catalogue too. Modalities set explicitly (a config
+file, a dict) are used as given: one the dataset lacks is an error.
 """
 
 from __future__ import annotations
+
+import sys
+import warnings
 
 import keras
 
@@ -85,14 +93,40 @@ TINY = {
 
 
 def build_recommender(plan: RunPlan, user_encoder, dtype) -> Recommender:
-    modalities = plan.settings["modalities"]
     return Recommender.from_dataset(
         plan.data,
-        modalities=None if modalities is None else tuple(modalities),
+        modalities=run_modalities(plan),
         dtype=dtype,
         name="recommender",
         **plan.given(*MODEL_KEYS),
     )
+
+
+def run_modalities(plan: RunPlan) -> tuple[str, ...] | None:
+    """The run's modalities: as configured, or the preset's that the dataset has.
+
+    ``None`` (every modality of the dataset) stays ``None``. A preset's list is
+    cut to the dataset's modalities (all of them if none is left), with a line
+    in the log; an explicitly configured list is returned as it is, so that
+    `Recommender.from_dataset` refuses a modality the dataset lacks.
+    """
+    from mmrec.training.configs import explicit_keys  # configs imports the kinds
+
+    wanted = plan.settings["modalities"]
+    if wanted is None:
+        return None
+    if "modalities" in explicit_keys(plan.settings):
+        return tuple(wanted)
+    available = tuple(plan.data.info.modalities)
+    kept = tuple(m for m in wanted if m in available) or available
+    if kept != tuple(wanted):
+        print(
+            f"mmrec: the preset's modalities {list(wanted)} → {list(kept)}: the dataset "
+            f"'{plan.data.info.name}' has {list(available)} (set \"modalities\" in a --config "
+            "file to choose)",
+            flush=True,
+        )
+    return kept
 
 
 def interaction_datasets(plan: RunPlan):
@@ -127,7 +161,20 @@ def evaluate_recommender(model, plan: RunPlan) -> dict:
 
 
 def train_id_only(plan: RunPlan) -> Recommender:
-    """The ID-only two-tower baseline: the same settings without content (default strategy)."""
+    """The ID-only two-tower baseline: the same settings without content (default strategy).
+
+    Its epochs print like the main model's (``plan.verbose`` where the plan has
+    it, else a progress bar on a terminal and a line per epoch otherwise).
+    """
+    print(
+        "\nmmrec: training the ID-only baseline 'id_only' for the comparison: the same "
+        f"two-tower with item-id embeddings and no content ({plan.epochs} epoch(s) × "
+        f"{plan.steps} step(s))",
+        flush=True,
+    )
+    verbose = plan.verbose
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
     keras.utils.set_random_seed(plan.seed)
     model = Recommender.from_dataset(
         plan.data,
@@ -141,7 +188,10 @@ def train_id_only(plan: RunPlan) -> Recommender:
     train_data = plan.data.interactions(
         "train", batch_size=plan.batch_size, repeat=True, drop_remainder=True, seed=plan.seed
     )
-    model.fit(train_data, epochs=plan.epochs, steps_per_epoch=plan.steps, verbose=0)
+    with warnings.catch_warnings():
+        # Keras warns that shuffle=True is ignored for a tf.data.Dataset (ours is shuffled).
+        warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
+        model.fit(train_data, epochs=plan.epochs, steps_per_epoch=plan.steps, verbose=verbose)
     return model
 
 
