@@ -41,6 +41,15 @@ The steps one by one, on the embedded benchmark:
   mmrec generate --run runs/gan --users 1,2,3 --out grid.png
   mmrec generate --run runs/gan --attributes shape=star,colour=red,pattern=plain,size=2 --out a.png
   mmrec export --model runs/gan/model.keras --name gan && mmrec serve
+
+On your own catalogue (docs/your_data.md):
+  mmrec data import --format movielens --path ml-latest-small --out tf_records/ml
+  mmrec data import --items items.csv --interactions events.parquet --text title,description \
+      --attributes category --out tf_records/mine
+  mmrec train recommender --data tf_records/ml --out runs/ml --config tiny
+  mmrec evaluate --data tf_records/ml --model runs/ml --baselines popularity,ease,itemknn
+  mmrec export --model runs/ml --name ml && mmrec serve
+  mmrec predict --server localhost:8501 --model ml --history-keys 1,296,593 --data tf_records/ml
 """
 
 EPILOG = """\
