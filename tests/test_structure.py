@@ -20,7 +20,7 @@ MAX_LINES = 600
 
 # Modules that define layers and networks: keras.ops only, any backend.
 NETWORK_MODULES = [
-    "mmrec/histories.py",
+    "mmrec/formats.py",
     "mmrec/layers/dtypes.py",
     "mmrec/layers/encoders.py",
     "mmrec/layers/fusion.py",

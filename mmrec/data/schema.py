@@ -16,19 +16,19 @@ import dataclasses
 import json
 import os
 
-from mmrec import histories
+from mmrec import formats
 
 SCHEMA_VERSION = 1
 METADATA_FILE = "dataset.json"
 VOCABULARY_FILE = "vocab.txt"
 SPLITS = ("train", "valid", "test")
-MODALITIES = ("image", "text", "audio")
+MODALITIES = formats.MODALITIES
 RECORD_KINDS = ("items", "users", "interactions")
 # Id maps of imported datasets: UTF-8, one key per line, line i = the key of id i.
 ID_MAP_FILES = {"items": "item_keys.txt", "users": "user_keys.txt"}
 
 # Padding for variable-length item-id lists (histories). Item ids are 0..N-1.
-PAD_ID = histories.PAD_ID
+PAD_ID = formats.PAD_ID
 
 # --- item records --------------------------------------------------------------
 ITEM_ID = "item_id"  # int64
@@ -36,7 +36,7 @@ IMAGE = "image"  # bytes: PNG (JPEG also accepted when reading)
 TEXT = "text"  # bytes: UTF-8 description
 AUDIO = "audio"  # bytes: mono 16-bit PCM WAV
 POPULARITY = "popularity"  # float: ground-truth popularity weight (synthetic data)
-LABEL_PREFIX = "label_"  # int64 per attribute: label_shape, label_colour, ...
+LABEL_PREFIX = formats.LABEL_PREFIX  # int64 per attribute: label_shape, label_colour, ...
 
 # --- interaction records ---------------------------------------------------------
 USER_ID = "user_id"  # int64
@@ -65,8 +65,7 @@ class CorruptRecordError(DataError):
     """A shard cannot be read, or one of its records is invalid."""
 
 
-def label_key(attribute: str) -> str:
-    return LABEL_PREFIX + attribute
+label_key = formats.label_key
 
 
 def preference_key(attribute: str) -> str:

@@ -13,11 +13,11 @@ does not import TensorFlow.
 
 import keras
 
+from mmrec.formats import MODALITIES
 from mmrec.layers.dtypes import resolve_policy, serialize_policy
 from mmrec.layers.encoders import AudioEncoder, ImageEncoder, TextEncoder
 from mmrec.layers.fusion import FUSIONS
 
-MODALITIES = ("image", "text", "audio")
 _ENCODERS = {"image": ImageEncoder, "text": TextEncoder, "audio": AudioEncoder}
 
 

@@ -11,7 +11,7 @@ catalogue once (`Recommender.build_user_encoder`).
 import keras
 from keras import ops
 
-from mmrec.histories import PAD_ID
+from mmrec.formats import PAD_ID
 from mmrec.layers.sequence import MaskedMeanPooling, PositionEmbedding, TransformerBlock
 
 USER_POOLINGS = ("mean", "transformer")

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def label_key(attribute: str) -> str:
-    """The feature name of an attribute's label (as in the data layer's batches)."""
-    return f"label_{attribute}"
+from mmrec.formats import label_key
 
 
 def check_positive_int(name, value):

@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from mmrec.histories import PAD_ID, pad_histories
+from mmrec.formats import PAD_ID, pad_histories
 from mmrec.layers.dtypes import resolve_policy, serialize_policy
 from mmrec.layers.item_encoder import MultimodalItemEncoder
 from mmrec.layers.user import ItemEmbeddingTable, UserEncoder

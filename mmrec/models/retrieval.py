@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from mmrec.histories import PAD_ID
+from mmrec.formats import PAD_ID
 
 # A logit low enough to remove a candidate from a softmax, yet finite under float16.
 _REMOVED = -1e4

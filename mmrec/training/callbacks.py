@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
+from mmrec.models.image_networks import to_uint8
+
 
 def image_grid(images, columns=None, padding=2) -> np.ndarray:
     """Tiles images into one uint8 image.
@@ -34,7 +36,7 @@ def image_grid(images, columns=None, padding=2) -> np.ndarray:
     """
     images = np.asarray(images)
     if images.dtype != np.uint8:
-        images = ((images.clip(-1.0, 1.0) + 1.0) * 127.5).round().astype(np.uint8)
+        images = to_uint8(images)
     if images.ndim == 4:
         count = len(images)
         columns = columns or int(np.ceil(np.sqrt(count)))

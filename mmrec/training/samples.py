@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from mmrec.histories import PAD_ID, pad_histories
+from mmrec.formats import PAD_ID, pad_histories
 from mmrec.models.attributes import label_key
 from mmrec.models.conditioning import get_conditioning
 from mmrec.training.callbacks import image_grid, write_png

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mmrec.histories import PAD_ID, pad_histories
+from mmrec.formats import PAD_ID, pad_histories
 from mmrec.layers.dtypes import resolve_policy, serialize_policy
 from mmrec.models.attributes import check_attributes, check_positive_int, label_key, num_classes
 from mmrec.models.conditioning.attributes import AttributeConditioner

@@ -1,15 +1,26 @@
-"""The history format shared by data, layers, models and export: item ids right-padded with -1.
+"""The formats every part of mmrec shares: modality names, label features, item-id histories.
 
-A user's history is a row of item ids, most recent last, right-padded with
-`PAD_ID`. The data layer writes it, the user tower masks on it, the models and
-the exported signatures accept it. Pure NumPy: importing it costs nothing.
+The data layer writes them, the layers and models read them, export serves them;
+each is defined once, here. Pure Python and NumPy: importing it costs nothing
+(no TensorFlow), so the networks, the data layer and export can all use it.
+
+* `MODALITIES`: the content an item can have.
+* ``label_<attribute>``: the feature holding an item's class id for an attribute.
+* A user's history: item ids, most recent last, right-padded with `PAD_ID`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+MODALITIES = ("image", "text", "audio")
+LABEL_PREFIX = "label_"
 PAD_ID = -1
+
+
+def label_key(attribute: str) -> str:
+    """The feature name of an attribute's label: ``label_<attribute>``."""
+    return LABEL_PREFIX + attribute
 
 
 def pad_histories(history, length=None) -> tuple[np.ndarray, bool]:
