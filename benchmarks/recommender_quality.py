@@ -13,7 +13,8 @@ split: the baselines users compare against first), the oracle (true affinity),
 and two references that show how much of the oracle a history can reach — the
 Bayes posterior over the user's favourites given the history (``posterior``), and
 the same plus the items' true popularity (``posterior+true_pop``), which no
-trained model is given. Prints the table, writes JSON and saves the trained models (.keras) next to it.
+trained model is given. Prints the table, writes JSON and saves the trained models
+(.keras) next to it.
 """
 
 from __future__ import annotations
