@@ -283,3 +283,48 @@ def run_layer_checks(
             cls, init_kwargs, input_data, call_kwargs, safe_mode=safe_mode, tmp_path=tmp_path
         )
     return layer
+
+
+# === A real `mmrec serve` for tests ==============================================================
+
+READY_LINE = "mmrec serve: ready "
+
+
+def start_server(base, log_path, *extra_args, timeout=120):
+    """``mmrec serve`` for ``base`` in a subprocess on free loopback ports, once it is ready.
+
+    ``extra_args`` are further ``mmrec serve`` options. Returns ``(process, ready,
+    lines, reader)``: the `subprocess.Popen`, the JSON of its ready line (the
+    ports it bound, the models it serves), the list of lines it prints (filled
+    as it prints them) and the thread that reads them. Its stderr goes to
+    ``log_path``, quoted in the error if it does not start within ``timeout`` s.
+    """
+    import json
+    import queue
+    import subprocess
+    import sys
+    import threading
+
+    args = [sys.executable, "-m", "mmrec.cli", "serve", "--model-base-path", str(base)]
+    args += ["--rest-port", "0", "--grpc-port", "0", *map(str, extra_args)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    stderr = open(log_path, "w")  # noqa: SIM115  (closed with the process)
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, bufsize=1
+    )
+    lines, ready = [], queue.Queue()
+
+    def read():
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith(READY_LINE):
+                ready.put(json.loads(line[len(READY_LINE) :]))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        return process, ready.get(timeout=timeout), lines, reader
+    except queue.Empty:
+        process.kill()
+        with open(log_path) as f:
+            raise AssertionError(f"mmrec serve did not start: {lines} {f.read()[-2000:]}") from None

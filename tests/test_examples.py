@@ -1,6 +1,8 @@
-"""The examples run: both scripts (library API, `model.fit`) and the quick-start notebook
-(executed with nbclient, including `mmrec serve` as a subprocess), with tiny sizes."""
+"""The examples run: both scripts (library API, `model.fit`), the quick-start notebook
+(executed with nbclient, including `mmrec serve` as a subprocess) and the your-data notebook
+(CSV files to recommendations with titles), with tiny sizes."""
 
+import csv
 import os
 import runpy
 
@@ -8,6 +10,8 @@ import keras
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+import mmrec
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
@@ -82,3 +86,47 @@ def test_quickstart_notebook_executes_and_serves(tiny, tmp_path):
     assert "recommended:" in text and "mmrec serve exited with status 0" in text
     for model in ("notebook_rec", "notebook_cgan"):
         assert os.path.exists(os.path.join(tiny["MMREC_EXAMPLE_EXPORTS"], model, "1"))
+
+
+def movie_lines(text, heading):
+    """The (movieId, title) lines the your-data notebook prints under ``heading``."""
+    movies = []
+    for line in text.split(heading, 1)[1].splitlines()[1:]:
+        if not line.startswith("  "):
+            break
+        key, rest = line.split(maxsplit=1)
+        movies.append((key, rest.split("  (", 1)[0]))
+    return movies
+
+
+@pytest.mark.slow
+def test_your_data_notebook_goes_from_csv_files_to_titles(tmp_path, monkeypatch):
+    for knob in ("ITEMS", "USERS", "EPOCHS"):  # the notebook's defaults are tiny
+        monkeypatch.delenv(f"MMREC_EXAMPLE_{knob}", raising=False)
+    monkeypatch.setenv("MMREC_EXAMPLE_OUT", str(tmp_path / "your_data"))
+    with open(os.path.join(EXAMPLES, "your_data.ipynb")) as f:
+        notebook = nbformat.read(f, as_version=4)
+    assert not [c for c in notebook.cells if c.get("outputs")]  # saved with outputs cleared
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+    )
+    client.execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    # The import's summary, the baselines next to the model, recommendations with titles.
+    assert "items                    " in text and "dropped interaction rows" in text
+    table = text[text.index("\nmodel ") + 1 :].splitlines()[1:4]
+    assert [row.split()[0] for row in table] == ["popularity", "ease", "recommender"]
+    assert all(0.0 <= float(v) <= 1.0 for row in table for v in row.split()[1:])
+
+    with open(tmp_path / "your_data" / "csv" / "movies.csv", encoding="utf-8") as f:
+        titles = {row["movieId"]: row["title"] for row in csv.DictReader(f)}
+    liked = movie_lines(text, " liked:")
+    recommended = movie_lines(text, "recommended:")
+    assert len(liked) >= 3 and len(recommended) == 5
+    for key, title in liked + recommended:
+        assert titles[key] == title
+    assert not {k for k, _ in liked} & {k for k, _ in recommended}
+    data = mmrec.data.load(str(tmp_path / "your_data" / "movies"))
+    assert data.item_keys() == list(titles)

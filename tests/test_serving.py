@@ -12,11 +12,9 @@ import concurrent.futures
 import http.client
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import grpc
@@ -36,6 +34,7 @@ from mmrec.export import export_saved_model, seeded_noise, versions
 from mmrec.models import ConditionalGAN
 from mmrec.models.recommender import Recommender
 from mmrec.serving import Client, ModelManager, ServingError
+from mmrec.testing import start_server
 
 TINY_ENCODERS = {
     "image": {"filters": [4, 8]},
@@ -83,32 +82,6 @@ class Served:
         raise AssertionError(f"no line with {text!r} in the server output: {self.lines[-10:]}")
 
 
-def _start_server(base, log_path):
-    args = [sys.executable, "-m", "mmrec.cli", "serve", "--model-base-path", str(base)]
-    args += ["--rest-port", "0", "--grpc-port", "0", "--max-batch-size", str(MAX_BATCH)]
-    args += ["--max-body-bytes", str(MAX_BODY), "--poll-seconds", "0.2"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    stderr = open(log_path, "w")  # noqa: SIM115  (closed with the process)
-    process = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, bufsize=1
-    )
-    lines, ready = [], queue.Queue()
-
-    def read():
-        for line in process.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("mmrec serve: ready "):
-                ready.put(json.loads(line[len("mmrec serve: ready ") :]))
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        return process, lines, ready.get(timeout=120)
-    except queue.Empty:
-        process.kill()
-        with open(log_path) as f:
-            raise AssertionError(f"mmrec serve did not start: {lines} {f.read()[-2000:]}") from None
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
@@ -124,7 +97,16 @@ def served(tmp_path_factory):
     export_saved_model(rec, base, name="rec", validate=False)
     export_saved_model(gan, base, name="generator", validate=False)
     export_saved_model(rec_keys, base, name="rec_keys", validate=False)
-    process, lines, ready = _start_server(base, root / "server.log")
+    process, ready, lines, _ = start_server(
+        base,
+        root / "server.log",
+        "--max-batch-size",
+        MAX_BATCH,
+        "--max-body-bytes",
+        MAX_BODY,
+        "--poll-seconds",
+        "0.2",
+    )
     yield Served(process, lines, ready, base, data, rec, gan, rec_keys)
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)

@@ -92,7 +92,10 @@ def add_import_command(actions) -> None:
             "(--format movielens --path DIR), into an mmrec dataset: id maps "
             "(item_keys.txt, user_keys.txt), de-duplication, k-core filters, a "
             "chronological split, cold items and a WordPiece vocabulary. The same input "
-            "and options write byte-identical files. See docs/your_data.md."
+            "and options write byte-identical files. See docs/your_data.md. With --runner, "
+            "the per-row work runs as an Apache Beam pipeline (DirectRunner here; Dataflow, "
+            "Flink or Spark at scale) and writes the same files: docs/data.md, 'Running the "
+            "import on a cluster'."
         ),
     )
     importer.add_argument("--out", required=True, help="dataset folder to write")
@@ -150,6 +153,20 @@ def add_import_command(actions) -> None:
         "--tags-per-item", type=int, help="MovieLens: most common tags in the text (default 3)"
     )
     importer.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    beam = importer.add_argument_group('Apache Beam (pip install "mmrec[beam]")')
+    beam.add_argument(
+        "--runner",
+        help="run as a Beam pipeline on this runner: DirectRunner, DataflowRunner, FlinkRunner, "
+        "SparkRunner, PortableRunner, ...",
+    )
+    beam.add_argument(
+        "--beam-option",
+        action="append",
+        default=[],
+        metavar="--OPTION=VALUE",
+        help="a Beam pipeline option, passed through as TFX's beam_pipeline_args (repeat it): "
+        "--beam-option=--project=P --beam-option=--temp_location=gs://b/tmp",
+    )
     importer.set_defaults(run=import_data)
 
 
@@ -184,6 +201,7 @@ def import_data(args) -> int:
             f"Received: --items {args.items}, --interactions {args.interactions}, "
             f"--path {args.path}"
         )
+    beam_args = _beam_pipeline_args(args)
     with usage_errors():
         options = ImportOptions(**_given(args, option_names))
         if args.format == "movielens":
@@ -192,16 +210,47 @@ def import_data(args) -> int:
                 args.path,
                 options,
                 overwrite=args.overwrite,
+                beam_pipeline_args=beam_args,
                 **_given(args, ["tags_per_item"]),
             )
         else:
             columns = Columns(**_given(args, column_names))
             info = import_tables(
-                args.out, args.items, args.interactions, columns, options, overwrite=args.overwrite
+                args.out,
+                args.items,
+                args.interactions,
+                columns,
+                options,
+                overwrite=args.overwrite,
+                beam_pipeline_args=beam_args,
             )
     print(f"wrote {args.out}")
     print(import_summary(info))
     return 0
+
+
+def _beam_pipeline_args(args) -> list[str] | None:
+    """`--runner R --beam-option=--k=v ...` → Beam's pipeline arguments; None: no Beam."""
+    from mmrec.errors import UsageError
+
+    if not args.runner:
+        if args.beam_option:
+            raise UsageError(
+                "Expected --runner (e.g. DirectRunner) with --beam-option. "
+                f"Received: --beam-option {' '.join(args.beam_option)} without --runner"
+            )
+        return None
+    bad = [o for o in args.beam_option if not o.startswith("--")]
+    if bad:
+        raise UsageError(
+            "Expected each --beam-option to be a Beam option, written with '=': "
+            f"--beam-option=--project=P. Received: {bad}"
+        )
+    try:
+        import mmrec.data.beam  # noqa: F401  (apache-beam is an optional extra)
+    except ImportError as e:
+        raise UsageError(str(e)) from None
+    return [f"--runner={args.runner}", *args.beam_option]
 
 
 def synthesise(args) -> int:

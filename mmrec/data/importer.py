@@ -12,12 +12,17 @@ the options: the same tables give byte-identical files.
 
 Ids: items keep the catalogue's row order (id 0 is the first item that survives
 the filters); users are numbered in the order of their first interaction row.
+
+`plan_import` does the global steps (reading, filters, ids) and returns an
+`ImportPlan`; `import_tables` builds and writes the records from it, here or, with
+`beam_pipeline_args`, as an Apache Beam pipeline (`mmrec.data.beam`).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import os
 import string
 
@@ -25,9 +30,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mmrec.data import schema, simulation, splits
-from mmrec.data.media import AudioFormat, ImageFormat, MediaError, read_media
+from mmrec.data.media import AudioFormat, MediaError, convert_in_process
 from mmrec.data.tables import Table, parse_time, read_table
-from mmrec.data.tfrecord import DatasetWriter, interaction_example, item_example, user_example
+from mmrec.data.tfrecord import (
+    DatasetWriter,
+    interaction_example,
+    item_example,
+    shard_bounds,
+    user_example,
+)
 from mmrec.data.vocabulary import learn_wordpiece_vocabulary, save_vocabulary
 
 MISSING_VALUE = "(missing)"  # the class of an empty attribute cell
@@ -174,8 +185,7 @@ class _Catalogue:
     keys: list[str]
     rows: list[int]  # the table row of each item
     texts: list[str] | None
-    images: list[bytes] | None
-    audio: list[bytes] | None
+    media: list[dict[str, bytes]]  # converted image / audio by modality (empty on Beam)
     labels: dict[str, list[str]]
 
     def subset(self, keep) -> _Catalogue:
@@ -186,8 +196,7 @@ class _Catalogue:
             keys=pick(self.keys),
             rows=pick(self.rows),
             texts=pick(self.texts),
-            images=pick(self.images),
-            audio=pick(self.audio),
+            media=pick(self.media),
             labels={a: pick(v) for a, v in self.labels.items()},
         )
 
@@ -201,6 +210,7 @@ def import_tables(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    beam_pipeline_args: list[str] | None = None,
 ) -> schema.DatasetInfo:
     """Imports an item table and an interaction table into the dataset folder `out`.
 
@@ -210,6 +220,11 @@ def import_tables(
             `pyarrow.Table`, a pandas `DataFrame` or a `mmrec.data.tables.Table`.
         columns: which columns hold what (`Columns`).
         options: filters, split and formats (`ImportOptions`).
+        beam_pipeline_args: run the per-row work as an Apache Beam pipeline with
+            these pipeline options, as TFX takes them: `["--runner=DirectRunner"]`,
+            or Dataflow's, Flink's or Spark's (docs/data.md, "Running the import on
+            a cluster"; needs `pip install "mmrec[beam]"`). None: in this process.
+            The output is the same, byte for byte.
     Returns:
         The written `DatasetInfo`; `import_summary(info)` describes what was kept
         and what was dropped, and why.
@@ -234,6 +249,40 @@ def import_tables(
         raise FileExistsError(
             f"'{out}' already exists. Pass overwrite=True (CLI: --overwrite) to replace it."
         )
+    if beam_pipeline_args is not None:
+        from mmrec.data.beam import import_with_beam  # optional: pip install "mmrec[beam]"
+
+        return import_with_beam(
+            out, items, interactions, columns, options, beam_pipeline_args, overwrite, progress
+        )
+    plan = plan_import(items, interactions, columns, options, progress=progress)
+    rows = split_log(plan.log, plan.tie_rank, options)
+    counts = {split: len(split_rows) for split, split_rows in rows.items()}
+    plan.check_splits(counts)
+    info = plan.info(out, splits.cold_items(splits.items_in(rows["train"]), plan.num_items))
+    records = {
+        "items": (item_record(i, *plan.item_fields(i)) for i in range(plan.num_items)),
+        "users": (user_example(u, {}) for u in range(plan.num_users)),
+        **{
+            f"interactions-{split}": (interaction_example(*row) for row in split_rows)
+            for split, split_rows in rows.items()
+        },
+    }
+    with plan.writer(out, overwrite, progress) as writer:
+        for kind, bounds in shard_layout(plan.sizes(counts)).items():
+            writer.write_shards(kind, records[kind], len(bounds) - 1, bounds[-1])
+        plan.finish(writer, info)
+    return info
+
+
+def plan_import(items, interactions, columns, options, *, progress=True, media=None) -> ImportPlan:
+    """The global steps of an import: tables read, catalogue chosen, log filtered and numbered.
+
+    `media(cells, columns, options)` gets the item table's media cells by modality
+    (`{"image": [path or bytes, one per row], ...}`) and returns row → what
+    `convert_item_media` returns for it: `convert_in_process` (the default) converts
+    a row's files when the row is reached, the Beam import on its workers, first.
+    """
     dropped: dict[str, collections.Counter] = {
         "item rows": collections.Counter(),
         "interaction rows": collections.Counter(),
@@ -255,7 +304,8 @@ def import_tables(
     for field in ("user_key", "item_key", "timestamp", "rating"):  # before the slow part
         if getattr(columns, field) is not None:
             log_table.column(getattr(columns, field), _flag(field))
-    catalogue = _read_catalogue(item_table, columns, options, dropped["item rows"], progress)
+    media = media or convert_in_process
+    catalogue = _read_catalogue(item_table, columns, options, media, dropped, progress)
     log, user_keys = _read_log(log_table, columns, options, catalogue, dropped)
     log, catalogue, user_keys = _filter(log, catalogue, user_keys, options, dropped)
     if not len(log):
@@ -263,46 +313,156 @@ def import_tables(
             f"No interactions are left after filtering ({_dropped_text(dropped)}); "
             "lower --min-rating / --min-user-interactions / --min-item-interactions."
         )
+    sources = {"items": item_table.source, "interactions": log_table.source}
+    return ImportPlan(columns, options, catalogue, log, user_keys, sources, dropped)
 
-    tie_rank = np.argsort(np.argsort(np.array(catalogue.keys, dtype=object), kind="stable"))
+
+def split_log(log: splits.Log, tie_rank: np.ndarray, options: ImportOptions) -> dict[str, list]:
+    """The rows of the three splits: of the whole log here, of one user's on a Beam worker."""
     if options.split == "time":
-        rows = splits.time_split(
+        return splits.time_split(
             log,
             tie_rank,
             options.max_history,
             parse_time(options.valid_from),
             parse_time(options.test_from),
         )
-    else:
-        rows = splits.leave_last_out(log, tie_rank, options.max_history)
-    empty = [split for split, split_rows in rows.items() if not split_rows]
-    if empty:
-        raise schema.DataError(
-            f"The {' and '.join(empty)} split(s) would be empty ({sum(map(len, rows.values()))} "
-            f"records in all, split {options.split!r}); every split needs records. Move "
-            "--valid-from / --test-from, or give users more interactions."
+    return splits.leave_last_out(log, tie_rank, options.max_history)
+
+
+def shard_layout(sizes: dict[str, int]) -> dict[str, list[int]]:
+    """Shard kind → its shards' bounds (`shard_bounds`): up to 16 shards of ~1000 records."""
+    return {kind: shard_bounds(n, simulation.num_shards(n)) for kind, n in sizes.items()}
+
+
+def item_record(item_id: int, text, labels: dict[str, int], media: dict[str, bytes]):
+    """An imported item's record: its text, label ids and converted image / audio."""
+    image, audio = media.get("image"), media.get("audio")
+    return item_example(item_id, image_png=image, text=text, audio_wav=audio, labels=labels)
+
+
+@dataclasses.dataclass
+class ImportPlan:
+    """An import after its global steps (`plan_import`), before any record is built.
+
+    `import_tables` builds and writes the records from it in this process,
+    `mmrec.data.beam` on Beam workers; both with the functions of this module and
+    of `mmrec.data.tfrecord`, so both write the same dataset.
+    """
+
+    columns: Columns
+    options: ImportOptions
+    catalogue: _Catalogue
+    log: splits.Log  # in dataset ids: item i is catalogue item i, user u is user_keys[u]
+    user_keys: list[str]
+    sources: dict[str, str]
+    dropped: dict[str, collections.Counter]
+
+    @property
+    def num_items(self) -> int:
+        return len(self.catalogue.keys)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_keys)
+
+    @functools.cached_property
+    def classes(self) -> dict[str, list[str]]:
+        """Each attribute's classes, sorted: label id i is class i."""
+        return {a: sorted(set(v)) for a, v in self.catalogue.labels.items()}
+
+    @functools.cached_property
+    def tie_rank(self) -> np.ndarray:
+        """Each item's key's sort position: orders interactions at the same time."""
+        return np.argsort(np.argsort(np.array(self.catalogue.keys, dtype=object), kind="stable"))
+
+    @functools.cached_property
+    def _label_ids(self) -> dict[str, list[int]]:
+        ids = {a: {c: i for i, c in enumerate(classes)} for a, classes in self.classes.items()}
+        return {a: [ids[a][v] for v in values] for a, values in self.catalogue.labels.items()}
+
+    def item_fields(self, item_id: int) -> tuple[str | None, dict[str, int], dict[str, bytes]]:
+        """Item `item_id`'s text, label ids and media: `item_record`'s arguments."""
+        texts = self.catalogue.texts
+        text = texts[item_id] if texts is not None else None
+        labels = {a: ids[item_id] for a, ids in self._label_ids.items()}
+        return text, labels, self.catalogue.media[item_id]
+
+    def writer(self, out: str, overwrite: bool, progress: bool) -> DatasetWriter:
+        """The dataset's writer, which checks every record's ids against the plan's counts."""
+        return DatasetWriter(
+            out,
+            overwrite=overwrite,
+            progress=progress,
+            num_items=self.num_items,
+            num_users=self.num_users,
         )
-    sources = {"items": item_table.source, "interactions": log_table.source}
-    info = _info(out, catalogue, user_keys, rows, columns, options, sources, dropped)
-    _write(out, info, catalogue, user_keys, rows, options, overwrite, progress)
-    return info
+
+    def check_splits(self, counts: dict[str, int]) -> None:
+        """Every split needs records: a DataError names the empty ones."""
+        empty = [split for split, count in counts.items() if not count]
+        if empty:
+            raise schema.DataError(
+                f"The {' and '.join(empty)} split(s) would be empty ({sum(counts.values())} "
+                f"records in all, split {self.options.split!r}); every split needs records. "
+                "Move --valid-from / --test-from, or give users more interactions."
+            )
+
+    def sizes(self, counts: dict[str, int]) -> dict[str, int]:
+        """Shard kind → records, in the order dataset.json lists them; `counts` by split."""
+        sizes = {"items": self.num_items, "users": self.num_users}
+        return sizes | {f"interactions-{split}": count for split, count in counts.items()}
+
+    def info(self, out: str, cold_items: list[int]) -> schema.DatasetInfo:
+        """dataset.json without its shards (`DatasetWriter.finish` adds them)."""
+        options, modalities = self.options, self.columns.modalities
+        audio = AudioFormat(options.audio_sample_rate, options.audio_seconds)
+        return schema.DatasetInfo(
+            name=options.name or os.path.basename(os.path.normpath(out)),
+            modalities=modalities,
+            attributes=self.classes,
+            num_items=self.num_items,
+            num_users=self.num_users,
+            shards={},
+            image_size=options.image_size if "image" in modalities else None,
+            audio_sample_rate=audio.sample_rate if "audio" in modalities else None,
+            audio_samples=audio.samples if "audio" in modalities else None,
+            cold_items=cold_items,
+            max_history=options.max_history,
+            generator={
+                "name": "mmrec.data.import_tables",
+                "sources": self.sources,
+                "columns": dataclasses.asdict(self.columns),
+                "options": dataclasses.asdict(options),
+                "dropped": {
+                    k: dict(sorted((r, n) for r, n in v.items() if n))
+                    for k, v in self.dropped.items()
+                },
+            },
+        )
+
+    def finish(self, writer: DatasetWriter, info: schema.DatasetInfo) -> None:
+        """After the shards: the id maps, the vocabulary, then dataset.json (into place)."""
+        writer.write_keys("items", self.catalogue.keys)
+        writer.write_keys("users", self.user_keys)
+        if self.catalogue.texts is not None:
+            vocabulary = learn_wordpiece_vocabulary(self.catalogue.texts, self.options.vocab_size)
+            save_vocabulary(vocabulary, os.path.join(writer.path, schema.VOCABULARY_FILE))
+        writer.finish(info)
 
 
-def _read_catalogue(table: Table, columns, options, dropped, progress) -> _Catalogue:
+def _read_catalogue(table: Table, columns, options, media, dropped, progress) -> _Catalogue:
     keys = table.strings(columns.item_key, _flag("item_key"))
-    texts = _texts(table, columns)
-    media = {
-        "image": (columns.image, ImageFormat(options.image_size)),
-        "audio": (columns.audio, AudioFormat(options.audio_sample_rate, options.audio_seconds)),
+    texts = table.texts(columns.text_columns, columns.text_template, _flag("text"))
+    cells = {
+        m: table.values(getattr(columns, m), _flag(m))
+        for m in ("image", "audio")
+        if getattr(columns, m)
     }
-    cells = {m: table.values(c, _flag(m)) for m, (c, _) in media.items() if c}
     attributes = {a: table.strings(a, _flag("attributes")) for a in columns.attributes}
-    out = _Catalogue(
-        [], [], [] if texts is not None else None, None, None, {a: [] for a in attributes}
-    )
-    out.images = [] if "image" in cells else None
-    out.audio = [] if "audio" in cells else None
-    seen = set()
+    media_of = media(cells, columns, options)
+    out = _Catalogue([], [], [] if texts is not None else None, [], {a: [] for a in attributes})
+    seen, dropped = set(), dropped["item rows"]
     bar = tqdm(range(table.num_rows), desc="reading items", unit="item", disable=not progress)
     for row in bar:
         key = keys[row]
@@ -312,19 +472,11 @@ def _read_catalogue(table: Table, columns, options, dropped, progress) -> _Catal
         if key in seen:
             dropped["duplicate item key (the first row is kept)"] += 1
             continue
-        content, problem, reason = {}, None, None
         if texts is not None and not texts[row].strip():
+            content, reason = {}, "empty text"
             problem = f"the text is empty (columns {list(columns.text_columns)})"
-            reason = "empty text"
-        for modality, values in cells.items():
-            if problem:
-                break
-            column, convert = media[modality]
-            try:
-                content[modality] = convert(read_media(values[row], columns.media_root, modality))
-            except MediaError as e:
-                problem = f"column '{column}': {e}"
-                reason = f"{'missing' if e.missing else 'unreadable'} {modality}"
+        else:
+            content, problem, reason = media_of(row)
         if problem:
             if options.on_missing == "error":
                 raise MediaError(
@@ -338,10 +490,7 @@ def _read_catalogue(table: Table, columns, options, dropped, progress) -> _Catal
         out.rows.append(row)
         if texts is not None:
             out.texts.append(" ".join(texts[row].split()))
-        if out.images is not None:
-            out.images.append(content["image"])
-        if out.audio is not None:
-            out.audio.append(content["audio"])
+        out.media.append(content)
         for attribute, values in attributes.items():
             out.labels[attribute].append(_label(values[row], columns.attribute_separator))
     return out
@@ -350,19 +499,6 @@ def _read_catalogue(table: Table, columns, options, dropped, progress) -> _Catal
 def _flag(field: str) -> str:
     """How a person set a column: the `Columns` field and the command-line flag."""
     return f"Columns.{field}, CLI --{field.replace('_', '-')}"
-
-
-def _texts(table: Table, columns: Columns) -> list[str] | None:
-    names = columns.text_columns
-    if not names:
-        return None
-    values = {c: [v or "" for v in table.strings(c, _flag("text"))] for c in names}
-    if columns.text_template is None:
-        return [" ".join(v for v in row if v.strip()) for row in zip(*values.values())]
-    return [
-        columns.text_template.format(**{c: values[c][row] for c in names})
-        for row in range(table.num_rows)
-    ]
 
 
 def _label(value: str | None, separator: str | None) -> str:
@@ -432,75 +568,6 @@ def _filter(log, catalogue: _Catalogue, user_keys, options, dropped):
     new_user[order] = np.arange(len(order))
     log = splits.Log(new_user[log.users], new_item[log.items], log.timestamps)
     return log, catalogue.subset(core.items_kept), [user_keys[u] for u in order]
-
-
-def _info(out, catalogue, user_keys, rows, columns, options, sources, dropped):
-    classes = {a: sorted(set(v)) for a, v in catalogue.labels.items()}
-    audio = AudioFormat(options.audio_sample_rate, options.audio_seconds)
-    modalities = columns.modalities
-    return schema.DatasetInfo(
-        name=options.name or os.path.basename(os.path.normpath(out)),
-        modalities=modalities,
-        attributes=classes,
-        num_items=len(catalogue.keys),
-        num_users=len(user_keys),
-        shards={},
-        image_size=options.image_size if "image" in modalities else None,
-        audio_sample_rate=audio.sample_rate if "audio" in modalities else None,
-        audio_samples=audio.samples if "audio" in modalities else None,
-        cold_items=splits.cold_items(rows["train"], len(catalogue.keys)),
-        max_history=options.max_history,
-        generator={
-            "name": "mmrec.data.import_tables",
-            "sources": sources,
-            "columns": dataclasses.asdict(columns),
-            "options": dataclasses.asdict(options),
-            "dropped": {
-                k: dict(sorted((r, n) for r, n in v.items() if n)) for k, v in dropped.items()
-            },
-        },
-    )
-
-
-def _write(out, info, catalogue, user_keys, rows, options, overwrite, progress):
-    labels = {
-        a: [info.attributes[a].index(v) for v in values] for a, values in catalogue.labels.items()
-    }
-
-    def item_records():
-        for i in range(info.num_items):
-            yield item_example(
-                i,
-                image_png=catalogue.images[i] if catalogue.images is not None else None,
-                text=catalogue.texts[i] if catalogue.texts is not None else None,
-                audio_wav=catalogue.audio[i] if catalogue.audio is not None else None,
-                labels={a: v[i] for a, v in labels.items()},
-            )
-
-    with DatasetWriter(
-        out,
-        overwrite=overwrite,
-        progress=progress,
-        num_items=info.num_items,
-        num_users=info.num_users,
-    ) as writer:
-        writer.write_shards(
-            "items", item_records(), simulation.num_shards(info.num_items), info.num_items
-        )
-        users = (user_example(u, {}) for u in range(info.num_users))
-        writer.write_shards("users", users, simulation.num_shards(info.num_users), info.num_users)
-        for split, split_rows in rows.items():
-            records = (interaction_example(*row) for row in split_rows)
-            count = len(split_rows)
-            writer.write_shards(
-                f"interactions-{split}", records, simulation.num_shards(count), count
-            )
-        writer.write_keys("items", catalogue.keys)
-        writer.write_keys("users", user_keys)
-        if catalogue.texts is not None:
-            vocabulary = learn_wordpiece_vocabulary(catalogue.texts, options.vocab_size)
-            save_vocabulary(vocabulary, os.path.join(writer.path, schema.VOCABULARY_FILE))
-        writer.finish(info)
 
 
 def _dropped_text(dropped) -> str:

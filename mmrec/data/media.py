@@ -5,7 +5,9 @@ and audio — a file path relative to the media root, or bytes embedded in the
 table — to `ImageFormat` / `AudioFormat`, which return what the item records hold:
 a square RGB PNG of one size, and mono 16-bit PCM WAV of one sample rate and
 length. A file that is missing or cannot be decoded raises `MediaError`; the
-importer adds the row it came from.
+importer adds the row it came from. `convert_item_media` does all of an item's
+media at once; the import calls it for every item row, in its own process or on
+Beam workers (`mmrec.data.beam`), so both write the same bytes.
 
 Images keep their aspect ratio: they are resized to fit the square and padded
 with black (`tf.image.resize_with_pad`), never stretched; an image that already
@@ -41,7 +43,10 @@ def read_media(value, media_root: str | None, what: str) -> bytes:
     if value is None or not str(value).strip():
         raise MediaError(f"no {what} (the cell is empty)", missing=True)
     path = str(value).strip()
-    full = os.path.join(media_root, path) if media_root and not os.path.isabs(path) else path
+    absolute = os.path.isabs(path) or "://" in path
+    full = os.path.join(media_root, path) if media_root and not absolute else path
+    if "://" in full:  # gs://, s3://, hdfs://: for Beam workers, through TensorFlow's file systems
+        return _read_url(full, what)
     if not os.path.isfile(full):
         raise MediaError(f"{what} file '{full}' does not exist", missing=True)
     try:
@@ -49,6 +54,51 @@ def read_media(value, media_root: str | None, what: str) -> bytes:
             return f.read()
     except OSError as e:
         raise MediaError(f"{what} file '{full}' cannot be read ({e.strerror})") from None
+
+
+def _read_url(url: str, what: str) -> bytes:
+    try:
+        if not tf.io.gfile.exists(url):
+            raise MediaError(f"{what} file '{url}' does not exist", missing=True)
+        with tf.io.gfile.GFile(url, "rb") as f:
+            return f.read()
+    except tf.errors.OpError as e:
+        raise MediaError(f"{what} file '{url}' cannot be read ({e.message})") from None
+
+
+def convert_item_media(cells: dict, columns, options) -> tuple[dict, str | None, str | None]:
+    """One item's media cells (`{"image": path or bytes, "audio": ...}`) in the dataset's format.
+
+    `columns` and `options` are the import's `Columns` and `ImportOptions`. Returns
+    (the converted bytes by modality, None, None); or, at the first cell that is
+    missing or cannot be decoded, (what was converted, the problem for the error
+    message, the reason for the count of dropped rows).
+
+    Example:
+
+    >>> from types import SimpleNamespace
+    >>> from mmrec.data.tfrecord import encode_png
+    >>> columns = SimpleNamespace(image="photo", media_root=None)
+    >>> options = SimpleNamespace(image_size=8, audio_sample_rate=16000, audio_seconds=1.0)
+    >>> content, _, _ = convert_item_media({"image": encode_png(np.zeros((4, 4, 3)))}, columns,
+    ...                                    options)
+    >>> tf.io.decode_png(content["image"]).shape
+    TensorShape([8, 8, 3])
+    >>> convert_item_media({"image": "gone.png"}, columns, options)[1:]
+    ("column 'photo': image file 'gone.png' does not exist", 'missing image')
+    """
+    formats = {
+        "image": ImageFormat(options.image_size),
+        "audio": AudioFormat(options.audio_sample_rate, options.audio_seconds),
+    }
+    content = {}
+    for modality, value in cells.items():
+        try:
+            content[modality] = formats[modality](read_media(value, columns.media_root, modality))
+        except MediaError as e:
+            problem = f"column '{getattr(columns, modality)}': {e}"
+            return content, problem, f"{'missing' if e.missing else 'unreadable'} {modality}"
+    return content, None, None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,3 +178,9 @@ class AudioFormat:
             )
         waveform = np.pad(waveform[: self.samples], (0, max(0, self.samples - len(waveform))))
         return encode_wav(waveform, self.sample_rate)
+
+
+def convert_in_process(cells: dict[str, list], columns, options):
+    """The import's default media step (`mmrec.data.importer.plan_import`): row → what
+    `convert_item_media` returns for it, converting the row's files when it is asked."""
+    return lambda row: convert_item_media({m: v[row] for m, v in cells.items()}, columns, options)

@@ -45,6 +45,7 @@ def import_movielens(
     tags_per_item: int = 3,
     overwrite: bool = False,
     progress: bool = True,
+    beam_pipeline_args: list[str] | None = None,
 ) -> schema.DatasetInfo:
     """Imports the MovieLens CSV layout in folder `path` into the dataset folder `out`.
 
@@ -54,6 +55,8 @@ def import_movielens(
         options: filters and split (`ImportOptions`); `min_rating=4.0` keeps the
             ratings of 4 stars and more.
         tags_per_item: how many of a movie's most common tags go into its text.
+        beam_pipeline_args: run as an Apache Beam pipeline with these options
+            (`import_tables`); the movie texts and their tags are made here first.
 
     Example:
 
@@ -88,6 +91,7 @@ def import_movielens(
         options,
         overwrite=overwrite,
         progress=progress,
+        beam_pipeline_args=beam_pipeline_args,
     )
 
 

@@ -7,7 +7,10 @@ and items with too few interactions, repeated until nothing changes) and
 `leave_last_out` or `time_split`, which give the rows that
 `mmrec.data.tfrecord.interaction_example` serialises. Pure NumPy, deterministic:
 each user's interactions are ordered by timestamp, ties broken by a fixed rank of
-the item (its key's sort position), never by input row order.
+the item (its key's sort position), never by input row order. A user's rows
+depend on that user's interactions alone, so the splits give the same rows for
+the whole log or user by user: the Beam import (`mmrec.data.beam`) calls them per
+user.
 """
 
 from __future__ import annotations
@@ -165,10 +168,19 @@ def time_split(
     return _rows(log, tie_rank, max_history, split_of)
 
 
-def cold_items(train_rows: list, num_items: int) -> list[int]:
-    """Items that occur in no training record, neither as history nor as target."""
-    seen = np.zeros(num_items, dtype=bool)
-    for _, history, _, target, _ in train_rows:
-        seen[history] = True
-        seen[target] = True
-    return np.flatnonzero(~seen).tolist()
+def items_in(rows: list) -> np.ndarray:
+    """The items of `rows`, as history or target: sorted, each once."""
+    if not rows:
+        return np.zeros(0, dtype=np.int64)
+    parts = [np.append(history, target) for _, history, _, target, _ in rows]
+    return np.unique(np.concatenate(parts).astype(np.int64))
+
+
+def cold_items(seen: np.ndarray, num_items: int) -> list[int]:
+    """Items not in `seen`: with `items_in(train_rows)`, the items of no training record.
+
+    The Beam import takes `items_in` per user and their union over all users.
+    """
+    unseen = np.ones(num_items, dtype=bool)
+    unseen[np.asarray(seen, dtype=np.int64)] = False
+    return np.flatnonzero(unseen).tolist()

@@ -79,6 +79,18 @@ class Table:
             column = pc.cast(column, pa.string())
         return column.to_pylist()
 
+    def texts(self, names, template: str | None, flag: str) -> list[str] | None:
+        """One text per row from the columns `names` (None without names): the non-empty
+        cells joined with " ", or `template.format(**cells)` with empty cells as ""."""
+        if not names:
+            return None
+        values = {c: [v or "" for v in self.strings(c, flag)] for c in names}
+        if template is None:
+            return [" ".join(v for v in row if v.strip()) for row in zip(*values.values())]
+        return [
+            template.format(**{c: values[c][row] for c in names}) for row in range(self.num_rows)
+        ]
+
     def values(self, name: str, flag: str) -> list[str | bytes | None]:
         """A column as `str` (file paths) or `bytes` (embedded media); None where null."""
         column = self.column(name, flag)

@@ -118,6 +118,64 @@ def shard_name(kind: str, index: int, count: int) -> str:
     return f"{kind}-{index:05d}-of-{count:05d}.tfrecord.gz"
 
 
+def shard_bounds(total: int, num_shards: int) -> list[int]:
+    """Where the shards of `total` records start: shard k holds records [b[k], b[k + 1]).
+
+    Contiguous (not round-robin), so that reading the shards in order gives back the
+    written order; at most one shard per record, at least one shard.
+
+    >>> shard_bounds(10, 3)
+    [0, 3, 7, 10]
+    """
+    num_shards = max(1, min(num_shards, total))
+    return [round(k * total / num_shards) for k in range(num_shards + 1)]
+
+
+def write_records(path: str, records: Iterable[bytes]) -> None:
+    """Writes serialised records into one GZIP TFRecord file: the bytes of every shard."""
+    with tf.io.TFRecordWriter(path, _GZIP) as w:
+        for record in records:
+            w.write(record)
+
+
+def check_ids(example: tf.train.Example, limits: dict, where: str) -> dict[str, tuple[int, str]]:
+    """Checks a record's item and user ids against `limits` (`{"item": n or None, "user": ...}`).
+
+    Item ids (`item_id`, `target`, `history`) must be in [0, limits["item"]) and user
+    ids in [0, limits["user"]), with -1 allowed only as history padding; a limit of
+    None checks only the lower bound. Raises `DataError` naming `where`; returns
+    "item"/"user" → (the largest id, where it is), for checks once the counts are known.
+    """
+    features = example.features.feature
+    checks = (
+        (schema.ITEM_ID, "item", "item_id"),
+        (schema.TARGET, "item", "target item"),
+        (schema.HISTORY, "item", "history item"),
+        (schema.USER_ID, "user", "user_id"),
+    )
+    largest = {}
+    for key, what, name in checks:
+        if key not in features:
+            continue
+        values = features[key].int64_list.value
+        if not values:
+            continue
+        low, high = min(values), max(values)
+        floor = schema.PAD_ID if key == schema.HISTORY else 0
+        limit = limits[what]
+        if low < floor or (limit is not None and high >= limit):
+            bad = low if low < floor else high
+            expected = f"0 <= id < {limit}" if limit is not None else "0 <= id"
+            if key == schema.HISTORY:
+                expected += f", or {schema.PAD_ID} as padding"
+            raise schema.DataError(
+                f"{where}: {name} id {bad} is out of range (expected {expected})."
+            )
+        if high > largest.get(what, (-1, ""))[0]:
+            largest[what] = (high, f"{where} ({name})")
+    return largest
+
+
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -193,29 +251,39 @@ class DatasetWriter:
     ) -> list[schema.Shard]:
         """Writes `examples` into `num_shards` contiguous shards of `kind`.
 
-        Contiguous (not round-robin) so that shard k holds records [k·n/K, (k+1)·n/K):
+        Contiguous (`shard_bounds`) so that shard k holds records [k·n/K, (k+1)·n/K):
         reading shards in order gives back the original order.
         """
         examples = list(examples) if total is None else examples
         total = len(examples) if total is None else total
-        num_shards = max(1, min(num_shards, total))
-        bounds = [round(k * total / num_shards) for k in range(num_shards + 1)]
-        shards, iterator = [], iter(examples)
+        bounds = shard_bounds(total, num_shards)
+        iterator = iter(examples)
         bar = tqdm(total=total, desc=f"writing {kind}", unit="rec", disable=not self.progress)
-        for k in range(num_shards):
-            name = shard_name(kind, k, num_shards)
-            path = os.path.join(self.tmp, name)
+
+        def records(name, count):
+            for index in range(count):
+                example = next(iterator)
+                self._check_ids(example, f"{name}: record {index}")
+                bar.update()
+                yield serialize(example)
+
+        self.shards[kind] = []
+        for k in range(len(bounds) - 1):
+            name = shard_name(kind, k, len(bounds) - 1)
             count = bounds[k + 1] - bounds[k]
-            with tf.io.TFRecordWriter(path, _GZIP) as w:
-                for index in range(count):
-                    example = next(iterator)
-                    self._check_ids(example, f"{name}: record {index}")
-                    w.write(serialize(example))
-                    bar.update()
-            shards.append(schema.Shard(file=name, records=count, sha256=_sha256(path)))
+            write_records(os.path.join(self.tmp, name), records(name, count))
+            self.add_shard(kind, name, count)
         bar.close()
-        self.shards[kind] = shards
-        return shards
+        return self.shards[kind]
+
+    def add_shard(self, kind: str, name: str, records: int) -> schema.Shard:
+        """Lists shard file `name` of `kind`, already in `path` (written elsewhere, e.g. by
+        the Beam import's workers, with `write_records`), with its checksum."""
+        shard = schema.Shard(
+            file=name, records=records, sha256=_sha256(os.path.join(self.tmp, name))
+        )
+        self.shards.setdefault(kind, []).append(shard)
+        return shard
 
     def write_keys(self, kind: str, keys: Sequence[str]) -> str:
         """Writes an id map: line i of `item_keys.txt` / `user_keys.txt` is the key of id i.
@@ -278,29 +346,6 @@ class DatasetWriter:
         return self.folder
 
     def _check_ids(self, example: tf.train.Example, where: str) -> None:
-        features = example.features.feature
-        checks = (
-            (schema.ITEM_ID, "item", "item_id"),
-            (schema.TARGET, "item", "target item"),
-            (schema.HISTORY, "item", "history item"),
-            (schema.USER_ID, "user", "user_id"),
-        )
-        for key, what, name in checks:
-            if key not in features:
-                continue
-            values = features[key].int64_list.value
-            if not values:
-                continue
-            low, high = min(values), max(values)
-            floor = schema.PAD_ID if key == schema.HISTORY else 0
-            limit = self.limits[what]
-            if low < floor or (limit is not None and high >= limit):
-                bad = low if low < floor else high
-                expected = f"0 <= id < {limit}" if limit is not None else "0 <= id"
-                if key == schema.HISTORY:
-                    expected += f", or {schema.PAD_ID} as padding"
-                raise schema.DataError(
-                    f"{where}: {name} id {bad} is out of range (expected {expected})."
-                )
+        for what, (high, at) in check_ids(example, self.limits, where).items():
             if high > self._largest.get(what, (-1, ""))[0]:
-                self._largest[what] = (high, f"{where} ({name})")
+                self._largest[what] = (high, at)
