@@ -37,6 +37,8 @@ import numpy as np
 import tensorflow as tf
 from keras import tree
 
+from mmrec import compat
+
 MIXED_POLICIES = ("mixed_float16", "mixed_bfloat16")
 # InputLayers take the global policy whatever the network's, and compute nothing.
 _NO_COMPUTE = (keras.layers.InputLayer,)
@@ -162,11 +164,9 @@ def dtype_policies(layer):
 
     Input layers are left out: they take the global policy and compute nothing.
     """
-    # Keras has no public walk over a layer's sublayers; `_flatten_layers` is the one
-    # Keras uses itself (tests/test_testing.py fails if it goes away).
     return [
         (sublayer.name, sublayer.dtype_policy.name)
-        for sublayer in layer._flatten_layers(include_self=True, recursive=True)
+        for sublayer in compat.sublayers(layer)
         if not isinstance(sublayer, _NO_COMPUTE)
     ]
 

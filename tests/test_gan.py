@@ -38,7 +38,7 @@ def pairs(data, batch_size=8, steps=2):
 
 
 def tiny_user_encoder(num_items, dim=8):
-    """A stand-in for `recommender.user_encoder`: mean of item-id embeddings."""
+    """A stand-in for `recommender.build_user_encoder()`: mean of item-id embeddings."""
     history = keras.Input(shape=(None,), dtype="int32", name="history")
     items = keras.layers.Embedding(num_items, dim, name="item_embedding")(ops.maximum(history, 0))
     user = UserEncoder(name="pool")(items, item_ids=history)

@@ -4,7 +4,8 @@
 * no private name imported across modules;
 * `mmrec.data` imports nothing from `mmrec.layers` / `mmrec.models`;
 * no `condition == "..."` string switches outside the conditioning package;
-* the modules that define networks do not import TensorFlow.
+* the modules that define networks do not import TensorFlow;
+* Keras internals are used only in `mmrec/compat.py`.
 """
 
 from __future__ import annotations
@@ -125,3 +126,25 @@ def test_network_modules_do_not_import_tensorflow(module):
         if name.split(".")[0] in ("tensorflow", "tensorflow_text", "tensorflow_hub")
     ]
     assert not tf, tf
+
+
+KERAS_PRIVATE = ("_flatten_layers", "_symbolic_build", "_distribute_strategy")
+
+
+def test_keras_internals_are_used_only_in_the_compat_module():
+    found = []
+    for path in modules():
+        if path == PACKAGE / "compat.py":
+            continue
+        tree = parse(path)
+        found += [
+            f"{relative(path)}:{line} imports {name}"
+            for name, _, line in imported_modules(tree)
+            if name.startswith("keras.src")
+        ]
+        found += [
+            f"{relative(path)}:{node.lineno} uses .{node.attr}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr in KERAS_PRIVATE
+        ]
+    assert not found, f"put Keras internals in mmrec/compat.py: {found}"

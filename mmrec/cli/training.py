@@ -221,7 +221,8 @@ def evaluate_models(args) -> int:
     if not names and not args.model:
         raise UsageError("Nothing to evaluate: give --model or --baselines.")
     data = load(args.data)
-    scorers = make_baselines(data, names)
+    with usage_errors():  # e.g. EASE on a catalogue too large for its dense matrices
+        scorers = make_baselines(data, names)
     for spec in args.model:
         name, _, path = spec.rpartition("=")
         name = name or os.path.basename(os.path.normpath(path))

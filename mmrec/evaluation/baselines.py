@@ -255,7 +255,8 @@ class ItemItemBaseline:
         if self.num_items > MAX_ITEMS:
             raise ValueError(
                 f"{type(self).__name__} holds dense item × item matrices; expected at most "
-                f"{MAX_ITEMS} items. Received: num_items={self.num_items}"
+                f"{MAX_ITEMS} items. Received: num_items={self.num_items} (filter rare items "
+                "at import, e.g. `mmrec data import --min-item-interactions 5`)"
             )
         gram = item_cooccurrence(user_items(data, "train"), self.num_items)
         self.validation = {}

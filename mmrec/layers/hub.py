@@ -12,8 +12,7 @@ import keras
 import tensorflow as tf
 import tensorflow_hub as hub
 
-# No public accessor exists; keras.layers.TFSMLayer uses the same check.
-from keras.src.saving.serialization_lib import in_safe_mode
+from mmrec.compat import in_safe_mode
 
 
 def _variables_used_by(function):

@@ -186,8 +186,7 @@ class ConditionalGAN(ConditionalImageModel):
                 Twice the generator's rate (the two time-scale update rule, Heusel et
                 al. 2017): the auxiliary classifier heads learn the attributes of real
                 images faster, and the generator can only be as faithful to a
-                condition as they are (on shapes: 85% shape accuracy after 4,000
-                steps instead of 81% after 7,300 with 2e-4; docs/generation.md).
+                condition as they are (measured in docs/generation.md).
             g_optimizer: the generator's (and conditioner's) optimizer; default
                 Adam(2e-4, beta_1=0.5).
             loss: ``"bce"`` (the non-saturating GAN loss) or ``"hinge"``.

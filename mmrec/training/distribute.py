@@ -26,6 +26,8 @@ import os
 import keras
 import tensorflow as tf
 
+from mmrec import compat
+
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
@@ -163,8 +165,7 @@ def prepare_for_fit(model, strategy, dataset) -> contextlib.AbstractContextManag
     if strategy is tf.distribute.get_strategy():
         return contextlib.nullcontext()
     with strategy.scope():  # builds the optimizer, compiled losses and metrics
-        model._symbolic_build(data_batch=dataset.element_spec)
-    model._distribute_strategy = None
+        compat.build_for_distribution(model, dataset.element_spec)
     if is_multi_worker(strategy):
         for name in ("train_step", "test_step"):
             setattr(model, name, _as_vectors(getattr(model, name)))
@@ -182,7 +183,7 @@ def direct_predict_on_batch(model, strategy) -> None:
     """
     if strategy.num_replicas_in_sync == 1:
         return
-    for layer in model._flatten_layers(include_self=False):
+    for layer in compat.sublayers(model, include_self=False):
         if isinstance(layer, keras.Model):
             layer.predict_on_batch = _direct_call(layer)
 
