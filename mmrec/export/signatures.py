@@ -119,9 +119,10 @@ def _example_histories(num_items, width=4):
 def recommender_endpoints(rec, k=10):
     """``recommend``, ``embed_user``, ``embed_item`` (and ``lookup_item_ids``) for a `Recommender`.
 
-    The catalogue's item embeddings are computed once here and stored in the
-    SavedModel (a non-trainable variable), so serving a user costs one user-tower
-    pass and one matrix product, not a pass over the whole catalogue.
+    Users are embedded by `Recommender.build_user_encoder` — the model's one user
+    encoder, whose item-embedding table (the catalogue embedded once) is also the
+    table ``recommend`` ranks — so serving a user costs one user-tower pass and
+    one matrix product, not a pass over the whole catalogue.
 
     * ``recommend``: ``history`` int32 ``[B, L]`` (padded with -1) → ``item_ids``
       int32 ``[B, k]`` and ``scores`` float32 ``[B, k]`` (the model's logits,
@@ -142,11 +143,8 @@ def recommender_endpoints(rec, k=10):
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"Expected k to be a positive int. Received: k={k!r}")
     k = min(k, rec.num_items)
-    items = tf.Variable(
-        ops.convert_to_numpy(rec.item_embeddings(batch_size=1024)),
-        trainable=False,
-        name="item_embeddings",
-    )
+    user_encoder = rec.build_user_encoder(frozen=True)
+    items = user_encoder.get_layer("item_embeddings").embeddings
     bias = None
     if rec.item_bias is not None:
         bias = tf.Variable(ops.convert_to_numpy(rec.item_bias), trainable=False, name="item_bias")
@@ -155,7 +153,7 @@ def recommender_endpoints(rec, k=10):
 
     def users(history):
         history = fit_history(history, rec.max_history, rec.num_items)
-        return history, _float32(rec.user_embeddings(history, items))
+        return history, _float32(user_encoder({"history": history}, training=False))
 
     keys = None if rec.item_keys is None else np.array(rec.item_keys, dtype=object)
 
