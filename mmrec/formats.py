@@ -7,6 +7,7 @@ each is defined once, here. Pure Python and NumPy: importing it costs nothing
 * `MODALITIES`: the content an item can have.
 * ``label_<attribute>``: the feature holding an item's class id for an attribute.
 * A user's history: item ids, most recent last, right-padded with `PAD_ID`.
+* A WordPiece vocabulary (``vocab.txt``) starts with `RESERVED_TOKENS`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import numpy as np
 MODALITIES = ("image", "text", "audio")
 LABEL_PREFIX = "label_"
 PAD_ID = -1
+# BERT's reserved tokens, first in every vocabulary: `[PAD]` first, so that the
+# padding id is 0, which the tokenizer pads with and `TextEncoder` masks.
+RESERVED_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 
 
 def label_key(attribute: str) -> str:

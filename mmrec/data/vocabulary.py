@@ -12,10 +12,7 @@ import os
 
 import tensorflow as tf
 
-# BERT's reserved tokens, first in every vocabulary. `[PAD]` comes first so that
-# the padding id is 0, which the tokenizer pads with and `TextEncoder` masks
-# (the tokenizer's own `mmrec.layers.RESERVED_TOKENS`; a test checks they agree).
-RESERVED_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+from mmrec.formats import RESERVED_TOKENS
 
 
 def learn_wordpiece_vocabulary(texts, vocab_size=1000, reserved_tokens=RESERVED_TOKENS):

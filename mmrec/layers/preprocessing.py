@@ -21,13 +21,9 @@ import keras
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-PAD_TOKEN = "[PAD]"
-UNK_TOKEN = "[UNK]"
-CLS_TOKEN = "[CLS]"
-SEP_TOKEN = "[SEP]"
-# BERT's reserved tokens. `[PAD]` comes first so that the padding id is 0, which is
-# what `TextEncoder` masks.
-RESERVED_TOKENS = (PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN)
+from mmrec.formats import RESERVED_TOKENS
+
+PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN = RESERVED_TOKENS
 
 
 # --------------------------------------------------------------------------- #

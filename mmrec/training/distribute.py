@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 
-import keras
 import tensorflow as tf
 
 from mmrec import compat
@@ -170,30 +169,6 @@ def prepare_for_fit(model, strategy, dataset) -> contextlib.AbstractContextManag
         for name in ("train_step", "test_step"):
             setattr(model, name, _as_vectors(getattr(model, name)))
     return strategy.scope()
-
-
-def direct_predict_on_batch(model, strategy) -> None:
-    """Makes the sub-models' ``predict_on_batch`` a plain call under a multi-replica strategy.
-
-    Keras 3.15's ``predict_on_batch`` hands the *whole* batch to every replica and
-    concatenates the results (two replicas: twice the rows). The generators sample a
-    user's preferred attributes with ``preference_model.predict_on_batch`` (in
-    ``generate``, so in `SampleGrid` and in the evaluation); a direct call gives one
-    row per input on any strategy. A no-op on one replica.
-    """
-    if strategy.num_replicas_in_sync == 1:
-        return
-    for layer in compat.sublayers(model, include_self=False):
-        if isinstance(layer, keras.Model):
-            layer.predict_on_batch = _direct_call(layer)
-
-
-def _direct_call(model):
-    def predict_on_batch(x):
-        outputs = model(x, training=False)
-        return keras.tree.map_structure(keras.ops.convert_to_numpy, outputs)
-
-    return predict_on_batch
 
 
 def _as_vectors(step):

@@ -168,7 +168,6 @@ def train(
             user_encoder = None if recommender is None else recommender.build_user_encoder()
             model = spec.build(plan, user_encoder, policy)
             spec.compile(model, plan, jit_compile)
-        distribute.direct_predict_on_batch(model, strategy)
 
         train_data, valid_data = _datasets(plan, initial_epoch)
         callbacks = _callbacks(model, plan, resuming=initial_epoch > 0)
