@@ -15,9 +15,10 @@ import tensorflow as tf
 from keras import ops
 
 from mmrec.models.attributes import check_positive_int, label_key
+from mmrec.models.conditioned import ConditionedGenerator
 from mmrec.models.conditioning import Conditioning, get_conditioning
 from mmrec.models.image_networks import to_uint8
-from mmrec.models.training_utils import replica_seed, wrap_for_policy
+from mmrec.models.training_utils import replica_seed
 
 GENERATE_CHUNK = 512  # images decoded per call in `generate`
 
@@ -59,7 +60,7 @@ def as_conditioning(conditioning, condition=None, preference_model=None) -> Cond
     return cls(conditioning, name="conditioning")
 
 
-class ConditionalImageModel(keras.Model):
+class ConditionalImageModel(ConditionedGenerator):
     """Base of the conditional image generators. Not used directly.
 
     A subclass calls `_init_conditioning` in its ``__init__`` and implements
@@ -67,99 +68,10 @@ class ConditionalImageModel(keras.Model):
     conditioning network's inputs, in inference mode) and ``latent_dim``.
     """
 
+    content_key = "image"
+
     def _init_conditioning(self, conditioning, seed, condition=None, preference_model=None):
-        self.conditioning = as_conditioning(conditioning, condition, preference_model)
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    # --- what the conditioning decides -----------------------------------------------------
-
-    @property
-    def condition(self) -> str:
-        """The kind of condition, e.g. ``"attributes"``, ``"text"`` or ``"user"``."""
-        return self.conditioning.kind
-
-    @property
-    def conditioner(self) -> keras.Model:
-        """The conditioning's network (raw condition inputs → conditioning vector)."""
-        return self.conditioning.network
-
-    @property
-    def preference_model(self):
-        """The user conditioning's `AttributePreferenceModel` (None for other kinds)."""
-        return getattr(self.conditioning, "preference_model", None)
-
-    @property
-    def attributes(self) -> dict:
-        return self.conditioning.attributes
-
-    def feature_keys(self) -> list[str]:
-        """The batch features training and evaluation read (other keys are dropped)."""
-        keys = ["image"] + [label_key(name) for name in self.attributes]
-        return keys + [k for k in self.conditioning.batch_keys() if k not in keys]
-
-    def _select_features(self, data):
-        """Drops the batch features the model does not read (e.g. audio, or text under XLA).
-
-        Like keras-hub tasks, which map their preprocessor over a `tf.data.Dataset`
-        passed to `fit`: fewer host-to-device copies, and no `tf.string` tensors
-        enter an XLA-compiled step unless the model needs them.
-        """
-        keys = self.feature_keys()
-        if isinstance(data, tf.data.Dataset) and isinstance(data.element_spec, dict):
-            present = [k for k in keys if k in data.element_spec]
-            return data.map(
-                lambda batch: {k: batch[k] for k in present}, num_parallel_calls=tf.data.AUTOTUNE
-            )
-        if isinstance(data, dict):
-            return {k: data[k] for k in keys if k in data}
-        return data
-
-    def fit(self, x=None, y=None, *args, **kwargs):
-        if kwargs.get("validation_data") is not None:
-            kwargs["validation_data"] = self._select_features(kwargs["validation_data"])
-        return super().fit(self._select_features(x), y, *args, **kwargs)
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        return super().evaluate(self._select_features(x), y, *args, **kwargs)
-
-    def _resolve_jit_compile(self, jit_compile):
-        """``"auto"`` → no XLA when the conditioning cannot run in it (tensorflow-text ops)."""
-        if jit_compile == "auto" and not self.conditioning.jit_compatible:
-            return False
-        return jit_compile
-
-    # --- training-time conditioning -------------------------------------------------------
-
-    def _labels(self, data):
-        return {name: ops.cast(data[label_key(name)], "int32") for name in self.attributes}
-
-    def _condition_variables(self):
-        """The conditioning's variables trained with the generator (or decoder)."""
-        return list(self.conditioner.trainable_variables) + list(
-            self.conditioning.auxiliary_variables()
-        )
-
-    def _build_own_optimizer(self, policy_name):
-        """The optimizer of the conditioning's own part (e.g. the user preference head)."""
-        self.own_optimizer = None
-        variables = self.conditioning.own_variables()
-        if variables:
-            optimizer = keras.optimizers.Adam(self.conditioning.own_learning_rate)
-            optimizer = wrap_for_policy(optimizer, policy_name)
-            optimizer.build(variables)
-            self.own_optimizer = optimizer
-
-    def _train_own(self, data, labels):
-        """One update of the conditioning's own part; its per-example loss (or None)."""
-        if self.own_optimizer is None:
-            return None
-        variables = self.conditioning.own_variables()
-        with tf.GradientTape() as tape:
-            per_example = self.conditioning.own_loss(data, labels)
-            loss = tf.nn.compute_average_loss(per_example)
-            scaled = self.own_optimizer.scale_loss(loss)
-        self.own_optimizer.apply(tape.gradient(scaled, variables), variables)
-        return per_example
+        self._set_conditioning(as_conditioning(conditioning, condition, preference_model), seed)
 
     # --- randomness in the train and test steps (distinct per replica) ------------------------
 
@@ -205,19 +117,6 @@ class ConditionalImageModel(keras.Model):
         batch = ops.shape(keras.tree.flatten(network_inputs)[0])[0]
         noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
         return self.decode(noise, network_inputs)
-
-    def preferred_attributes(self, history, num=1, seed=None, temperature=1.0):
-        """Samples the attributes users prefer (user-conditioned models).
-
-        Returns ``{attribute: int32 array [users, num]}``; see
-        `UserConditioning.preferred_attributes`.
-        """
-        if not hasattr(self.conditioning, "preferred_attributes"):
-            raise ValueError(
-                "preferred_attributes needs a user-conditioned model (condition='user'). "
-                f"Received: condition={self.condition!r}"
-            )
-        return self.conditioning.preferred_attributes(history, num, self._seed(seed), temperature)
 
     def generate(
         self, condition=None, num=1, seed=None, dtype="float32", temperature=1.0, user_history=None
@@ -268,10 +167,3 @@ class ConditionalImageModel(keras.Model):
         if single:
             images = images[0]
         return to_uint8(images) if dtype == "uint8" else images
-
-    def _seed(self, seed):
-        if seed is None:
-            return self.seed_generator
-        if isinstance(seed, keras.random.SeedGenerator):
-            return seed
-        return keras.random.SeedGenerator(int(seed))
