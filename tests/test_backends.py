@@ -189,6 +189,19 @@ def preference_model(m):
     return Case(network, inputs, {"shape": (2, 3), "colour": (2, 4)})
 
 
+def text_decoder(m):
+    network = m.TextDecoder(20, condition_dim=6, sequence_length=8, hidden_dim=8, num_heads=2)
+    inputs = {"token_ids": _token_ids(), "condition": RNG.normal(size=(BATCH, 6)).astype("float32")}
+    return Case(network, inputs, (2, 6, 20))
+
+
+def explanation_conditioner(m):
+    labels = np.array([[0, 1], [1, 2], [2, 0], [1, 1]])
+    network = m.ExplanationConditioner(labels, {"shape": 3, "colour": 3}, embedding_dim=4)
+    inputs = {"history": np.array([[3, 1, -1], [2, -1, -1]], "int32"), "item_id": np.array([0, 3])}
+    return Case(network, inputs, (2, 4))
+
+
 # (module, builder). Add a network with one entry; the builder gets the imported module.
 NETWORKS = [
     ("mmrec.layers.encoders", image_encoder),
@@ -208,6 +221,8 @@ NETWORKS = [
     ("mmrec.models.image_networks", vae_encoder),
     ("mmrec.models.conditioning.attributes", attribute_conditioner),
     ("mmrec.models.conditioning.user", preference_model),
+    ("mmrec.models.conditioning.explanation", explanation_conditioner),
+    ("mmrec.models.text_networks", text_decoder),
 ]
 
 

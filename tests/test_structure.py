@@ -35,6 +35,9 @@ NETWORK_MODULES = [
     "mmrec/models/conditioning/base.py",
     "mmrec/models/conditioning/attributes.py",
     "mmrec/models/conditioning/user.py",
+    "mmrec/models/conditioning/item.py",
+    "mmrec/models/conditioning/explanation.py",
+    "mmrec/models/text_networks.py",
 ]
 
 

@@ -126,8 +126,14 @@ class TextTokenizer(keras.layers.Layer):
             suffix_indicator="##",
             unknown_token=UNK_TOKEN,
             no_pretokenization=False,
+            support_detokenization=True,
             token_out_type=tf.int32,
         )
+        # keras-hub's tokenizer contract, which the text generator relies on: a
+        # sequence starts with [CLS] and ends with [SEP]; [PAD] is 0.
+        self.pad_token_id = 0
+        self.start_token_id = vocabulary.index(CLS_TOKEN)
+        self.end_token_id = vocabulary.index(SEP_TOKEN)
 
     def vocabulary_size(self):
         """Number of tokens in the vocabulary."""
@@ -141,7 +147,8 @@ class TextTokenizer(keras.layers.Layer):
         """The id of ``token`` (a Python lookup, for building models)."""
         return self.vocabulary.index(token)
 
-    def call(self, texts):
+    def tokenize(self, texts):
+        """``tf.string [B]`` → ragged ids ``[B, (tokens)]``: no padding, no truncation."""
         texts = tf.convert_to_tensor(texts, dtype=tf.string)
         # The normalisation of BERT's BasicTokenizer(lower_case=True), which is
         # also what `mmrec.data.vocabulary.learn_wordpiece_vocabulary` applies.
@@ -149,7 +156,28 @@ class TextTokenizer(keras.layers.Layer):
         texts = tf_text.normalize_utf8(texts, "NFD")
         texts = tf.strings.regex_replace(texts, r"\p{Mn}", "")
         texts = tf.strings.regex_replace(texts, r"\p{Cc}|\p{Cf}", " ")
-        ids = self._wordpiece.tokenize(texts)  # ragged [B, (tokens)]
+        return self._wordpiece.tokenize(texts)
+
+    def detokenize(self, ids):
+        """Ids ``[B, T]`` (dense or ragged) → ``tf.string [B]``, in the graph too.
+
+        The reserved tokens ([PAD], [UNK], [CLS], [SEP]) are dropped; ``##`` pieces
+        join the word before; words are separated by one space, punctuation kept on
+        the word before (``"a star, red"``).
+        """
+        if not isinstance(ids, tf.RaggedTensor):
+            ids = tf.RaggedTensor.from_tensor(tf.convert_to_tensor(ids))
+        ids = tf.cast(ids, tf.int32)
+        reserved = len(RESERVED_TOKENS)
+        ids = tf.ragged.boolean_mask(ids, ids >= reserved)
+        texts = self._wordpiece.detokenize(ids)
+        # The tokenizer splits punctuation off; written text keeps it on the word.
+        texts = tf.strings.regex_replace(texts, r" ([,;:.!?)])", r"\1")
+        texts = tf.strings.regex_replace(texts, r"(\w) - (\w)", r"\1-\2")  # "polka-dot"
+        return tf.strings.regex_replace(texts, r"\( ", "(")
+
+    def call(self, texts):
+        ids = self.tokenize(texts)
         return ids.to_tensor(default_value=0, shape=[None, self.sequence_length])
 
     def compute_output_shape(self, input_shape):

@@ -3,7 +3,8 @@
 * networks (``keras.ops`` only, any backend): `mmrec.models.image_networks`
   (`Generator`, `Discriminator`, `VAEEncoder`) and the conditioning networks in
   `mmrec.models.conditioning`;
-* tasks (TensorFlow training steps): `Recommender`, `ConditionalGAN`, `ConditionalVAE`.
+* tasks (TensorFlow training steps): `Recommender`, `ConditionalGAN`, `ConditionalVAE`,
+  `ConditionalTextGenerator` (on `TextDecoder`, keras-hub layers and samplers).
 
 Names are imported on first use, so that importing a network module does not
 import TensorFlow.
@@ -26,6 +27,10 @@ _LAZY = {
     "TextConditioning": "mmrec.models.conditioning.text",
     "AttributePreferenceModel": "mmrec.models.conditioning.user",
     "UserConditioning": "mmrec.models.conditioning.user",
+    "ItemConditioning": "mmrec.models.conditioning.item",
+    "ExplanationConditioning": "mmrec.models.conditioning.explanation",
+    "ConditionalTextGenerator": "mmrec.models.text_generation",
+    "TextDecoder": "mmrec.models.text_networks",
     "Conditioning": "mmrec.models.conditioning.base",
     "register_conditioning": "mmrec.models.conditioning.base",
 }

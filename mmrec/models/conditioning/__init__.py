@@ -1,4 +1,4 @@
-"""Conditionings: what a generator is asked to show (attributes, a description, a user).
+"""Conditionings: what a generator is asked for (attributes, a description, a user, an item...).
 
 ``ConditionalGAN.from_dataset(data, condition="user", user_encoder=...)`` picks
 a conditioning by its registered name; ``register_conditioning`` adds a kind
@@ -24,6 +24,9 @@ _LAZY = {
     "TextConditioning": "text",
     "AttributePreferenceModel": "user",
     "UserConditioning": "user",
+    "ItemConditioning": "item",
+    "ExplanationConditioner": "explanation",
+    "ExplanationConditioning": "explanation",
 }
 
 __all__ = [

@@ -37,6 +37,8 @@ _REGISTRY: dict[str, object] = {
     "attributes": "mmrec.models.conditioning.attributes:AttributeConditioning",
     "text": "mmrec.models.conditioning.text:TextConditioning",
     "user": "mmrec.models.conditioning.user:UserConditioning",
+    "item": "mmrec.models.conditioning.item:ItemConditioning",
+    "explanation": "mmrec.models.conditioning.explanation:ExplanationConditioning",
 }
 
 
