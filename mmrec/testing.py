@@ -27,6 +27,10 @@ Plain functions, usable from pytest (or anywhere)::
 7. built under ``mixed_bfloat16``, saved to ``.keras`` and reloaded with the
    global policy back at ``float32``, the layer and every sublayer keep their
    dtype policy and the outputs are the same (`check_dtype_round_trip`).
+
+`save_tiny_gpt2_preset` and `save_tiny_gemma_preset` write tiny random keras-hub
+language models as local preset directories: stand-ins for downloaded presets
+(``PretrainedTextDecoder(preset=...)``) in tests and docs, with no internet.
 """
 
 import os
@@ -328,3 +332,198 @@ def start_server(base, log_path, *extra_args, timeout=120):
         process.kill()
         with open(log_path) as f:
             raise AssertionError(f"mmrec serve did not start: {lines} {f.read()[-2000:]}") from None
+
+
+# === Tiny "pretrained" language models, saved as local keras-hub presets ==========================
+
+# GPT-2's pre-tokenizer (words with their leading space, numbers, punctuation runs, spaces),
+# with `re`'s classes for \p{L} / \p{N}: close enough to learn merges from.
+_GPT2_PRETOKENS = r"'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+"
+_GPT2_END_TOKEN = "<|endoftext|>"
+
+
+def _gpt2_byte_alphabet():
+    """GPT-2's byte → printable character table (a space becomes "Ġ", a newline "Ċ")."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    others = [b for b in range(256) if b not in printable]
+    table = {b: chr(b) for b in printable}
+    table.update({b: chr(256 + i) for i, b in enumerate(others)})
+    return table
+
+
+def _shapes_texts(num_texts=300, seed=0):
+    """Shapes descriptions (every template, with synonyms) and every synonym phrase."""
+    from mmrec.data.synthetic import ShapesConfig, attribute_synonyms, describe, sample_items
+
+    items = sample_items(ShapesConfig(num_items=num_texts), np.random.default_rng(seed))
+    texts = [describe(items, i) for i in range(num_texts)]
+    return texts + [
+        p for table in attribute_synonyms().values() for ps in table.values() for p in ps
+    ]
+
+
+def _learn_bpe(texts, max_merges=1000):
+    """Byte-level BPE merges learnt from ``texts`` until every word is one token.
+
+    Returns ``(vocabulary, merges)`` for `keras_hub.models.GPT2Tokenizer`: the end
+    token (id 0, so the tokenizer's pad id 0 is the end token), all 256 byte
+    characters (every text round-trips), then one token per merge.
+    """
+    import collections
+    import re
+
+    alphabet = _gpt2_byte_alphabet()
+    words = collections.Counter()
+    for text in texts:  # each word with and without its leading space (after "(" it has none)
+        for piece in re.findall(_GPT2_PRETOKENS, text) + re.findall(_GPT2_PRETOKENS, " " + text):
+            words["".join(alphabet[b] for b in piece.encode("utf-8"))] += 1
+    splits = {word: list(word) for word in words}
+    merges = []
+    while len(merges) < max_merges:
+        pairs = collections.Counter()
+        for word, count in words.items():
+            for pair in zip(splits[word], splits[word][1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))  # most frequent, then sorted
+        merges.append(best)
+        for word, split in splits.items():
+            merged, i = [], 0
+            while i < len(split):
+                if tuple(split[i : i + 2]) == best:
+                    merged.append(best[0] + best[1])
+                    i += 2
+                else:
+                    merged.append(split[i])
+                    i += 1
+            splits[word] = merged
+    vocabulary = {_GPT2_END_TOKEN: 0}
+    for token in [*alphabet.values(), *(a + b for a, b in merges)]:
+        vocabulary.setdefault(token, len(vocabulary))
+    return vocabulary, [f"{a} {b}" for a, b in merges]
+
+
+def _redraw_weights(model, seed, stddev=0.2):
+    """Deterministic random weights without global state: every weight that is not
+    constant (norm scales and biases keep their initial ones and zeros) from N(0, stddev).
+
+    Ten times GPT-2's initial 0.02: through a tied embedding of width 16, logits
+    then spread (std near 1) as a trained model's do, instead of being all but
+    uniform, so that tuning a prefix or LoRA factors visibly moves them."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        value = keras.ops.convert_to_numpy(weight)
+        if value.size and np.ptp(value) > 0:
+            weight.assign(rng.normal(0.0, stddev, value.shape).astype(value.dtype))
+
+
+def save_tiny_gpt2_preset(path, texts=None, seed=0):
+    """Saves a tiny random GPT-2 with a small BPE vocabulary as a local keras-hub preset.
+
+    A stand-in for a downloaded preset (``gpt2_base_en``) in tests and docs: a
+    `keras_hub.models.GPT2CausalLM` (2 layers, 2 heads, hidden size 16, 64
+    positions, random weights from ``seed``) with its preprocessor and a
+    `keras_hub.models.GPT2Tokenizer` whose byte-level BPE merges are learnt from
+    ``texts`` (default: shapes descriptions), so that each of their words is one
+    token ("Ġ"-prefixed after a space, as in GPT-2). The vocabulary holds the
+    256 byte characters, so any text round-trips; ``"<|endoftext|>"`` is id 0
+    (start, end and pad token).
+
+    Args:
+        path: the directory to write (created; ``save_to_preset``'s layout).
+        texts: strings to learn the merges from (``None``: shapes descriptions).
+        seed: the weights' seed.
+
+    Returns:
+        ``path``, for ``keras_hub.models.Backbone.from_preset(path)`` or
+        ``PretrainedTextDecoder(path, ...)``.
+
+    Example:
+
+    >>> path = save_tiny_gpt2_preset(os.path.join(tmp, "gpt2"))
+    >>> tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(path)
+    >>> tokenizer.detokenize(tokenizer.tokenize(["a small red circle"]))
+    ['a small red circle']
+    """
+    import keras_hub
+
+    vocabulary, merges = _learn_bpe(_shapes_texts() if texts is None else list(texts))
+    tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary, merges=merges)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=len(vocabulary),
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=64,
+    )
+    _redraw_weights(backbone, seed)
+    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=64)
+    causal_lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
+    causal_lm.save_to_preset(os.fspath(path))
+    return path
+
+
+def save_tiny_gemma_preset(path, texts=None, seed=0):
+    """Saves a tiny random Gemma with a small SentencePiece vocabulary as a local preset.
+
+    Like `save_tiny_gpt2_preset`, for the Gemma family: a
+    `keras_hub.models.GemmaCausalLM` (2 layers, 2 query heads and 1 key/value
+    head of size 8, hidden size 16, random weights from ``seed``) and a
+    `keras_hub.models.GemmaTokenizer` whose SentencePiece BPE model is trained
+    on ``texts`` (default: shapes descriptions), with byte fallback (any text
+    round-trips) and Gemma's ``<pad>`` (0), ``<eos>`` (1), ``<bos>`` (2) and
+    ``<unk>`` (3). Training the vocabulary needs the ``sentencepiece`` package
+    (an optional dependency: `ImportError` without it).
+
+    Returns:
+        ``path``.
+    """
+    import io
+
+    import keras_hub
+
+    try:
+        import sentencepiece
+    except ImportError as error:
+        raise ImportError(
+            "save_tiny_gemma_preset trains a SentencePiece vocabulary: `pip install sentencepiece`."
+        ) from error
+    proto = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(_shapes_texts() if texts is None else list(texts)),
+        model_writer=proto,
+        model_type="bpe",
+        vocab_size=600,
+        hard_vocab_limit=False,
+        byte_fallback=True,
+        character_coverage=1.0,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        pad_id=0,
+        eos_id=1,
+        bos_id=2,
+        unk_id=3,
+        pad_piece="<pad>",
+        eos_piece="<eos>",
+        bos_piece="<bos>",
+        unk_piece="<unk>",
+        num_threads=1,
+        minloglevel=2,
+    )
+    tokenizer = keras_hub.models.GemmaTokenizer(proto=proto.getvalue())
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=tokenizer.vocabulary_size(),
+        num_layers=2,
+        num_query_heads=2,
+        num_key_value_heads=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        head_dim=8,
+    )
+    _redraw_weights(backbone, seed)
+    preprocessor = keras_hub.models.GemmaCausalLMPreprocessor(tokenizer, sequence_length=64)
+    causal_lm = keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=preprocessor)
+    causal_lm.save_to_preset(os.fspath(path))
+    return path

@@ -153,7 +153,7 @@ def test_constructor_checks_the_contract():
     conditioning = AttributeConditioning.from_attributes({"shape": 4}, embedding_dim=8)
     with pytest.raises(ValueError, match="condition_dim"):
         ConditionalTextGenerator(TextDecoder(11, 5, **TINY_DECODER), tokenizer, conditioning)
-    with pytest.raises(ValueError, match="start_token_id"):
+    with pytest.raises(ValueError, match="tokenize/detokenize"):
         ConditionalTextGenerator(TextDecoder(11, 8, **TINY_DECODER), object(), conditioning)
     with pytest.raises(ValueError, match="text decoder"):
         ConditionalTextGenerator(keras.layers.Dense(3), tokenizer, conditioning)
@@ -235,3 +235,55 @@ def test_explanations_name_the_history_and_the_item():
     assert single and inputs["history"].tolist() == [[0, 1], [0, 1]]
     with pytest.raises(ValueError, match=r"item ids in \[0, 4\)"):
         conditioning.parse(([0, 9], 3), 1, None)
+
+
+# --- a pretrained keras-hub LM (a tiny random GPT-2 saved as a local preset) ----------------
+
+
+@pytest.fixture(scope="module")
+def gpt2_preset(tmp_path_factory):
+    from mmrec.testing import save_tiny_gpt2_preset
+
+    return save_tiny_gpt2_preset(str(tmp_path_factory.mktemp("presets") / "gpt2"))
+
+
+def _pretrained_model(preset, **decoder_kwargs):
+    from mmrec.models import PretrainedTextDecoder
+
+    conditioning = AttributeConditioning.from_attributes({"shape": 4}, embedding_dim=8)
+    decoder = PretrainedTextDecoder(preset, condition_dim=8, **decoder_kwargs)
+    return ConditionalTextGenerator(decoder, None, conditioning, sampler="greedy", max_length=8)
+
+
+def test_pretrained_decoder_fine_tuned_learns_the_condition_texts(gpt2_preset, tmp_path):
+    model = _pretrained_model(gpt2_preset, trainable_backbone=True)
+    assert model.tokenizer is model.decoder.tokenizer and model.sequence_length == 7
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = model.fit(_memorising_data(), batch_size=32, epochs=40, verbose=0).history
+    assert history["loss"][-1] < 0.1 * history["loss"][0]
+    written = model.generate({"shape": [0, 1, 2, 3]}, num=1)
+    assert [texts[0] for texts in written] == TEXTS
+    path = str(tmp_path / "gpt2_text.keras")
+    model.save(path)
+    assert keras.saving.load_model(path).generate({"shape": [0, 1]}, num=1) == written[:2]
+
+
+def test_pretrained_decoder_with_lora_keeps_the_backbone(gpt2_preset):
+    model = _pretrained_model(gpt2_preset, lora_rank=4)
+    embeddings = np.array(model.decoder.backbone.token_embedding.embeddings)
+    model.compile(optimizer=keras.optimizers.Adam(3e-2))
+    history = model.fit(_memorising_data(), batch_size=32, epochs=20, verbose=0).history
+    # The LoRA factors and the soft prompt adapt (a random tiny GPT-2 has little to adapt
+    # from: the fine-tuned model above learns the texts by heart, this one only halfway).
+    assert history["loss"][-1] < 0.8 * history["loss"][0]
+    np.testing.assert_array_equal(model.decoder.backbone.token_embedding.embeddings, embeddings)
+
+
+def test_from_dataset_on_a_preset_uses_its_tokenizer(tiny_shapes, gpt2_preset):
+    data = mmrec.data.load(tiny_shapes)
+    model = ConditionalTextGenerator.from_dataset(data, preset=gpt2_preset, embedding_dim=8)
+    assert type(model.tokenizer).__name__ == "GPT2Tokenizer"
+    assert model.max_length < model.decoder.sequence_length  # the texts', not the LM's context
+    # Frozen LM: the soft prompt's projection (kernel, bias) and the conditioning train.
+    assert len(model.decoder.trainable_weights) == 2
+    assert len(model.trainable_weights) == 2 + len(model.conditioning.trainable_weights)

@@ -31,6 +31,7 @@ _LAZY = {
     "ExplanationConditioning": "mmrec.models.conditioning.explanation",
     "ConditionalTextGenerator": "mmrec.models.text_generation",
     "TextDecoder": "mmrec.models.text_networks",
+    "PretrainedTextDecoder": "mmrec.models.pretrained_text",
     "Conditioning": "mmrec.models.conditioning.base",
     "register_conditioning": "mmrec.models.conditioning.base",
 }

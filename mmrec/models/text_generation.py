@@ -48,6 +48,13 @@ def sequence_mask(targets, end_token_id):
     return ops.cast(ops.equal(before, 0), "float32")
 
 
+def longest_text(data, tokenizer, conditioning) -> int:
+    """Tokens of the longest catalogue description, start and end included, plus what the
+    conditioning writes beyond a description (``extra_text_tokens``, e.g. explanations)."""
+    lengths = tf.function(lambda t: tokenizer.tokenize(t).row_lengths())(data.catalogue().texts)
+    return int(tf.reduce_max(lengths)) + 2 + getattr(conditioning, "extra_text_tokens", 0)
+
+
 @keras.saving.register_keras_serializable(package="mmrec")
 class ConditionalTextGenerator(ConditionedGenerator):
     """Writes descriptions conditioned on attributes, an item or a user; explains recommendations.
@@ -68,6 +75,9 @@ class ConditionalTextGenerator(ConditionedGenerator):
         temperature: divides the logits before sampling.
         top_k: ``k`` of the top-k sampler.
         top_p: ``p`` of the top-p (nucleus) sampler.
+        max_length: the longest text in tokens, start and end included (``None``:
+            the decoder's ``sequence_length``; set it for a pretrained decoder,
+            whose context is far longer than a description).
         seed: seeds the model's random draws.
 
     Example:
@@ -93,6 +103,7 @@ class ConditionalTextGenerator(ConditionedGenerator):
         temperature=1.0,
         top_k=5,
         top_p=0.9,
+        max_length=None,
         seed=None,
         **kwargs,
     ):
@@ -100,13 +111,17 @@ class ConditionalTextGenerator(ConditionedGenerator):
         check_text_decoder(decoder)
         if tokenizer is None:
             tokenizer = getattr(decoder, "tokenizer", None)
-        for name in ("start_token_id", "end_token_id", "pad_token_id"):
-            if not isinstance(getattr(tokenizer, name, None), int):
-                raise ValueError(
-                    "Expected a tokenizer with tokenize/detokenize and start_token_id, "
-                    "end_token_id and pad_token_id (mmrec.layers.TextTokenizer or a keras-hub "
-                    f"tokenizer). Received: {type(tokenizer).__name__} without {name}"
-                )
+        # Methods only: a keras-hub tokenizer being deserialised gets its vocabulary (and
+        # its special token ids) after the model is constructed.
+        missing = [
+            n for n in ("tokenize", "detokenize") if not callable(getattr(tokenizer, n, None))
+        ]
+        if missing:
+            raise ValueError(
+                "Expected a tokenizer with tokenize/detokenize and start_token_id, end_token_id "
+                "and pad_token_id (mmrec.layers.TextTokenizer or a keras-hub tokenizer). "
+                f"Received: {type(tokenizer).__name__} without {missing}"
+            )
         self._set_conditioning(conditioning, seed)
         if self.conditioning.condition_dim != decoder.condition_dim:
             raise ValueError(
@@ -123,6 +138,14 @@ class ConditionalTextGenerator(ConditionedGenerator):
         self.temperature = float(temperature)
         self.top_k = int(top_k)
         self.top_p = float(top_p)
+        if max_length is not None:
+            check_positive_int("max_length", max_length)
+            if not 2 < max_length <= decoder.sequence_length + 1:
+                raise ValueError(
+                    f"Expected 2 < max_length <= {decoder.sequence_length + 1} (the decoder's "
+                    f"sequence_length + 1). Received: max_length={max_length}"
+                )
+        self.max_length = max_length
         self.seed = seed
         self.built = True
 
@@ -133,11 +156,13 @@ class ConditionalTextGenerator(ConditionedGenerator):
         condition="attributes",
         user_encoder=None,
         decoder=None,
+        preset=None,
+        lora_rank=None,
         sequence_length=None,
         dtype=None,
         **kwargs,
     ):
-        """A text generator over a dataset's vocabulary and attributes.
+        """A text generator over a dataset's vocabulary and attributes, or on a pretrained LM.
 
         Args:
             data: a `mmrec.data.MultimodalDataset` with texts and attribute labels.
@@ -149,6 +174,10 @@ class ConditionalTextGenerator(ConditionedGenerator):
                 arguments (``hidden_dim``, ``num_layers``, ...); or a decoder network
                 (e.g. ``PretrainedTextDecoder(preset=..., condition_dim=...)``), whose
                 tokenizer is used.
+            preset: a local keras-hub preset directory (GPT-2 or Gemma family) to
+                start from a pretrained causal LM (`PretrainedTextDecoder`, frozen;
+                its tokenizer replaces the dataset's vocabulary).
+            lora_rank: with ``preset``, tune the LM with LoRA factors of this rank.
             sequence_length: the longest text in tokens, start and end included
                 (``None``: the longest catalogue description's, plus what the
                 conditioning adds).
@@ -169,13 +198,21 @@ class ConditionalTextGenerator(ConditionedGenerator):
         conditioning = conditioning_from_dataset(
             data, condition, user_encoder=user_encoder, dtype=dtype, **kwargs
         )
+        if preset is not None:
+            from mmrec.models.pretrained_text import PretrainedTextDecoder
+
+            decoder = PretrainedTextDecoder(
+                preset, conditioning.condition_dim, lora_rank=lora_rank, dtype=dtype, name="decoder"
+            )
         if isinstance(decoder, keras.Model):
-            return cls(decoder, None, conditioning, **own)
+            tokenizer = decoder.tokenizer
+            if sequence_length is None:
+                sequence_length = longest_text(data, tokenizer, conditioning)
+            max_length = min(sequence_length + 1, decoder.sequence_length + 1)
+            return cls(decoder, tokenizer, conditioning, max_length=max_length, **own)
         tokenizer = TextTokenizer(data.vocabulary_path, name="tokenizer")
         if sequence_length is None:
-            texts = data.catalogue().texts
-            longest = int(tf.reduce_max(tokenizer.tokenize(texts).row_lengths()))
-            sequence_length = longest + 2 + getattr(conditioning, "extra_text_tokens", 0)
+            sequence_length = longest_text(data, tokenizer, conditioning)
         decoder = TextDecoder(
             tokenizer.vocabulary_size(),
             conditioning.condition_dim,
@@ -190,13 +227,18 @@ class ConditionalTextGenerator(ConditionedGenerator):
 
     @property
     def sequence_length(self) -> int:
-        return self.decoder.sequence_length
+        """Token positions the decoder reads: ``max_length - 1`` (start, text, end)."""
+        if self.max_length is None:
+            return self.decoder.sequence_length
+        return self.max_length - 1
 
     def tokenize(self, texts):
         """``tf.string [B]`` → int32 ``[B, sequence_length + 1]``: start, tokens, end, padding.
 
         Texts longer than ``sequence_length - 1`` tokens are cut (and lose their end token).
         """
+        if tf.executing_eagerly():  # keras-hub tokenizers return Python lists eagerly
+            return tf.function(self.tokenize)(tf.convert_to_tensor(texts))
         ids = self.tokenizer.tokenize(tf.convert_to_tensor(texts))
         if not isinstance(ids, tf.RaggedTensor):
             ids = tf.RaggedTensor.from_tensor(ids, padding=self.tokenizer.pad_token_id)
@@ -352,6 +394,7 @@ class ConditionalTextGenerator(ConditionedGenerator):
             tokens.start_token_id,
             tokens.end_token_id,
             keras_sampler,
+            length=self.sequence_length,
             perturb=perturb,
         )
 
@@ -431,7 +474,8 @@ class ConditionalTextGenerator(ConditionedGenerator):
                 reduce_retracing=True,
             )
         texts = compiled[sampler](condition, seeds)
-        return [t.decode("utf-8") for t in texts.numpy().tolist()]
+        # Byte-level tokenizers (GPT-2) can sample byte sequences that are not UTF-8.
+        return [t.decode("utf-8", errors="replace") for t in texts.numpy().tolist()]
 
     # --- Keras ---------------------------------------------------------------------------------
 
@@ -440,12 +484,16 @@ class ConditionalTextGenerator(ConditionedGenerator):
             "name": self.name,
             "trainable": self.trainable,
             "decoder": keras.saving.serialize_keras_object(self.decoder),
-            "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
+            # A pretrained decoder saves its own tokenizer.
+            "tokenizer": None
+            if self.tokenizer is getattr(self.decoder, "tokenizer", None)
+            else keras.saving.serialize_keras_object(self.tokenizer),
             "conditioning": keras.saving.serialize_keras_object(self.conditioning),
             "sampler": self.sampler,
             "temperature": self.temperature,
             "top_k": self.top_k,
             "top_p": self.top_p,
+            "max_length": self.max_length,
             "seed": self.seed,
         }
 
@@ -453,5 +501,6 @@ class ConditionalTextGenerator(ConditionedGenerator):
     def from_config(cls, config):
         config = dict(config)
         for key in ("decoder", "tokenizer", "conditioning"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
+            if config[key] is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
