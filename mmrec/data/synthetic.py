@@ -11,6 +11,7 @@ byte-identical shards.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -79,6 +80,20 @@ _TEMPLATES = (
     "{pattern} background with a {colour} {shape}, {size}",
     "a {shape} coloured {colour}; size: {size}; background: {pattern}",
 )
+
+
+def attribute_synonyms() -> dict[str, dict[str, list[str]]]:
+    """The phrases the descriptions use for each class: ``{attribute: {class: [phrases]}}``.
+
+    A copy of the table `describe` draws from (the first phrase of each class is
+    the word a reference sentence uses), so callers may change it freely.
+
+    Example:
+
+    >>> attribute_synonyms()["shape"]["cross"]
+    ['cross', 'plus sign', 'plus']
+    """
+    return copy.deepcopy(_SYNONYMS)
 
 
 @dataclasses.dataclass(frozen=True)

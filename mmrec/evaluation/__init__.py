@@ -1,4 +1,5 @@
-"""mmrec evaluation: ranking metrics, the baselines to beat, the judge of generated images."""
+"""mmrec evaluation: ranking metrics, the baselines to beat, the judges of generated images
+and text."""
 
 from mmrec.evaluation.baselines import (
     EASEBaseline,
@@ -24,6 +25,20 @@ from mmrec.evaluation.personalisation import (
     random_item_hit_rate,
 )
 from mmrec.evaluation.ranking import BASELINES, evaluate_ranking, make_baselines, ranking_table
+from mmrec.evaluation.text import (
+    NGramLanguageModel,
+    TextJudge,
+    distinct_n,
+    evaluate_text_generation,
+    explanation_faithfulness,
+    mentioned_attributes,
+    perplexity_from_log_likelihood,
+    self_bleu,
+    split_words,
+    text_judge_held_out_accuracy,
+    text_personalisation_report,
+    train_text_judge,
+)
 
 __all__ = [
     "AttributeJudge",
@@ -48,4 +63,16 @@ __all__ = [
     "preference_hits",
     "random_item_hit_rate",
     "train_judge",
+    "NGramLanguageModel",
+    "TextJudge",
+    "distinct_n",
+    "evaluate_text_generation",
+    "explanation_faithfulness",
+    "mentioned_attributes",
+    "perplexity_from_log_likelihood",
+    "self_bleu",
+    "split_words",
+    "text_judge_held_out_accuracy",
+    "text_personalisation_report",
+    "train_text_judge",
 ]

@@ -267,6 +267,13 @@ class ConditionalTextGenerator(ConditionedGenerator):
         inputs = [batch[key] for key in self.conditioning.batch_keys()]
         return tf.reshape(tf.numpy_function(writer, inputs, tf.string), [-1])
 
+    def preprocess(self, data):
+        """What ``fit`` does to its data: the features the model reads, texts → ``token_ids``.
+
+        ``data``: a ``tf.data.Dataset`` of ``generation_pairs`` batches (or a dict of arrays).
+        """
+        return self._select_features(data)
+
     def _select_features(self, data):
         spec = getattr(data, "element_spec", data)
         if isinstance(spec, dict) and "token_ids" in spec:

@@ -141,6 +141,8 @@ class EvaluationConditions:
             evaluation also reports personalisation hit-rates); else None.
         targets: for personalised conditions, each user's held-out item id.
         report: extra entries for the report (e.g. the sampling temperature).
+        explained: for explanations, ``(histories [N, L] padded with -1, item ids [N])``,
+            one row per generated text (then faithfulness is reported).
     """
 
     conditions: object
@@ -151,6 +153,7 @@ class EvaluationConditions:
     user_ids: np.ndarray | None = None
     targets: np.ndarray | None = None
     report: dict = dataclasses.field(default_factory=dict)
+    explained: tuple | None = None
 
 
 class Conditioning(keras.layers.Layer):

@@ -293,8 +293,11 @@ class ExplanationConditioning(Conditioning):
             num,
             requested,
             [(tuple(h), t) for h, t in pairs[:diversity]],
-            user_ids=np.repeat(interactions["user_id"], num),
             targets=interactions["target"],
+            explained=(
+                np.repeat(interactions["history"], num, axis=0),
+                np.repeat(interactions["target"], num),
+            ),
         )
 
     @classmethod
