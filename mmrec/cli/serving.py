@@ -6,6 +6,7 @@ import argparse
 import http.client
 import os
 import socket
+import sys
 
 from mmrec.cli.generation import (
     attribute_inputs,
@@ -33,7 +34,8 @@ def _add_export(commands) -> None:
         "export",
         help="export a saved model (.keras) as a TF Serving SavedModel version",
         description=(
-            "Export a saved Recommender, ConditionalGAN or ConditionalVAE (.keras or run "
+            "Export a saved Recommender, ConditionalGAN, ConditionalVAE or "
+            "ConditionalTextGenerator (.keras or run "
             "folder) to BASE_DIR/NAME/VERSION/ with named signatures, in-graph tokenisation "
             "and warm-up requests; check it in a fresh TensorFlow + tensorflow-text process; "
             "publish it atomically and list it in BASE_DIR/models.config."
@@ -100,7 +102,9 @@ def _add_predict(commands) -> None:
             "key when the model has keys, and score; with --data DATASET also each item's "
             "text (e.g. a MovieLens title). A generator writes the images for --history, "
             "--text or --attributes (whichever its generate_image signature takes) to --png; "
-            "a served model knows attribute ids only: --data DATASET resolves class names."
+            "a text generator prints --count descriptions (its generate_text signature), one "
+            "per line. A served model knows attribute ids only: --data DATASET resolves "
+            "class names."
         ),
     )
     predict.add_argument("--server", default="localhost:8501", help="host:port")
@@ -135,8 +139,12 @@ def _add_predict(commands) -> None:
     predict.add_argument(
         "--k", type=positive_int, default=None, help="show the top k (at most the exported k)"
     )
-    predict.add_argument("--seed", type=int, default=0, help="seed of the first image")
-    predict.add_argument("--count", type=positive_int, default=1, help="images to generate")
+    predict.add_argument(
+        "--seed", type=int, default=0, help="seed of the first image (or description)"
+    )
+    predict.add_argument(
+        "--count", type=positive_int, default=1, help="images (or descriptions) to generate"
+    )
     predict.add_argument("--png", default=None, help="write generated images to this PNG")
     predict.set_defaults(run=predict_remote)
 
@@ -144,8 +152,11 @@ def _add_predict(commands) -> None:
 def export_model(args) -> int:
     from mmrec.export import export_saved_model
     from mmrec.models import ConditionalGAN, ConditionalVAE, Recommender
+    from mmrec.models.text_generation import ConditionalTextGenerator
 
-    model = load_model(args.model, (Recommender, ConditionalGAN, ConditionalVAE))
+    model = load_model(
+        args.model, (Recommender, ConditionalGAN, ConditionalVAE, ConditionalTextGenerator)
+    )
     with usage_errors():  # a taken version, an op TF Serving lacks, outputs that differ
         path = export_saved_model(
             model,
@@ -196,9 +207,12 @@ def predict_remote(args) -> int:
         if "generate_image" in signatures:
             inputs = set(signatures["generate_image"].get("inputs", {})) - {"seed"}
             return _generate(client, args, inputs)
+        if "generate_text" in signatures:
+            inputs = set(signatures["generate_text"].get("inputs", {})) - {"seed"}
+            return _generate_text(client, args, inputs)
         raise UsageError(
-            f"Model '{args.model}' has neither a 'recommend' nor a 'generate_image' signature "
-            f"(it has {sorted(signatures)}); --png needs a generator."
+            f"Model '{args.model}' has no 'recommend', 'generate_image' or 'generate_text' "
+            f"signature (it has {sorted(signatures)}); --png needs an image generator."
         )
     except ServingError as e:
         raise UsageError(f"{args.server} answered {e.code}: {e.message}") from e
@@ -299,7 +313,9 @@ def recommendation_table(ids, scores, keys=None, texts=None, width=60) -> str:
 def generate_image_request(
     input_names, history=None, text=None, attributes=None, classes=None, seed=0, count=1
 ) -> dict:
-    """The inputs of a ``generate_image`` request: ``count`` images, seeds ``seed``, ``seed+1``, …
+    """The inputs of a ``generate_image`` (or ``generate_text``) request: ``count`` images
+    (descriptions), seeds ``seed``, ``seed+1``, … (the client casts them to the signature's
+    dtype).
 
     Args:
         input_names: the signature's inputs, less ``seed``.
@@ -310,7 +326,7 @@ def generate_image_request(
     """
     import numpy as np
 
-    accepted = condition_options(input_names, history_option="--history")
+    accepted = condition_options(input_names, history_option="--history", item_option=None)
     options = {"--history": history, "--text": text, "--attributes": attributes}
     given = [option for option, value in options.items() if value is not None]
     for option in given:
@@ -352,6 +368,27 @@ def _generate(client, args, input_names) -> int:
     for name in attribute_names(out):  # what a user-conditioned model sampled
         print(f"{name}: {out[label_key(name)].tolist()}")
     print(f"wrote {args.png} ({args.count} image(s) from '{args.model}', seeds {args.seed}..)")
+    return 0
+
+
+def _generate_text(client, args, input_names) -> int:
+    if args.png is not None:
+        raise UsageError(f"Model '{args.model}' generates descriptions, not images: drop --png.")
+    if args.history_keys is not None:
+        raise UsageError("--history-keys is for recommenders; a generator takes --history (ids).")
+    classes = None
+    if args.data is not None:
+        from mmrec.data import DatasetInfo
+
+        classes = DatasetInfo.read(args.data).attributes
+    inputs = generate_image_request(
+        input_names, args.history, args.text, args.attributes, classes, args.seed, args.count
+    )
+    out = client.predict(args.model, inputs, "generate_text", args.version)
+    for name in attribute_names(out):  # what a user-conditioned model sampled
+        print(f"{name}: {out[label_key(name)].tolist()}", file=sys.stderr)
+    for text in out["text"]:
+        print(text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text))
     return 0
 
 

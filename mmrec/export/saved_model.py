@@ -53,6 +53,9 @@ def export_saved_model(
     * `ConditionalGAN` / `ConditionalVAE`: ``generate_image`` (the condition —
       ``label_<attribute>``, ``text`` or ``history`` — and ``seed`` int64 ``[B]``
       → ``images`` float32 and ``images_png_bytes``);
+    * `ConditionalTextGenerator`: ``generate_text`` (the condition —
+      ``label_<attribute>`` or ``history`` — and ``seed`` int32 ``[B]`` → ``text``
+      tf.string ``[B]``, sampled and detokenised in the graph);
     * any functional `keras.Model`: ``serve`` (its named inputs → named outputs).
 
     Floating outputs are float32, also for mixed-precision models. The export is

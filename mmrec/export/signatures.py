@@ -1,18 +1,19 @@
 """Serving signatures: the named functions an exported mmrec SavedModel answers.
 
 Where it sits in the data flow: between a trained model (`Recommender`,
-`ConditionalGAN`, `ConditionalVAE` or any functional `keras.Model`) and
-`mmrec.export.export_saved_model`, which registers these functions with
-`keras.export.ExportArchive`. Each `Endpoint` is one signature: a function of a
-dict of named tensors returning a dict of named tensors, its input specs (whose
-names become the signature's input names), and a small example request used as
-warm-up record and for validation.
+`ConditionalGAN`, `ConditionalVAE`, `ConditionalTextGenerator` or any functional
+`keras.Model`) and `mmrec.export.export_saved_model`, which registers these
+functions with `keras.export.ExportArchive`. Each `Endpoint` is one signature:
+a function of a dict of named tensors returning a dict of named tensors, its
+input specs (whose names become the signature's input names), and a small
+example request used as warm-up record and for validation.
 
 Everything here runs inside the exported graph, so it uses only TensorFlow and
 tensorflow-text ops (TF Serving runs no Python): text is tokenised in the graph,
-PNG bytes are encoded with `tf.io.encode_png`, and generator noise is drawn
-with stateless random ops from a per-row seed, so that one request always gives
-the same images.
+PNG bytes are encoded with `tf.io.encode_png`, generated token ids are
+detokenised with tensorflow-text, and generator noise (and a text generator's
+sampling) is drawn with stateless random ops from a per-row seed, so that one
+request always gives the same images and texts.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from mmrec.layers.preprocessing import TextTokenizer
 from mmrec.layers.user import PAD_ID
 from mmrec.models.attributes import label_key, num_classes
 from mmrec.models.image_generation import ConditionalImageModel
 from mmrec.models.recommender import Recommender, top_k_excluding
+from mmrec.models.text_generation import ConditionalTextGenerator
 
 
 @dataclasses.dataclass
@@ -60,10 +63,14 @@ def build_endpoints(model, k=10):
     if isinstance(model, ConditionalImageModel):
         tokenizer = getattr(model.conditioner, "tokenizer", None)
         return generator_endpoints(model), _vocabulary(tokenizer)
+    if isinstance(model, ConditionalTextGenerator):
+        tokenizer = model.tokenizer if isinstance(model.tokenizer, TextTokenizer) else None
+        return text_generator_endpoints(model), _vocabulary(tokenizer)
     if isinstance(model, keras.Model) and getattr(model, "inputs", None):  # functional
         return [functional_endpoint(model)], None
     raise ValueError(
-        "Expected a Recommender, a ConditionalGAN, a ConditionalVAE or a functional "
+        "Expected a Recommender, a ConditionalGAN, a ConditionalVAE, a "
+        "ConditionalTextGenerator or a functional "
         f"keras.Model with named inputs. Received: {type(model).__name__}"
     )
 
@@ -315,6 +322,43 @@ def encode_png(images):
     return tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.string)
 
 
+def condition_inputs(conditioning):
+    """A conditioning's served inputs: ``(input specs, example request)`` (`Endpoint` parts)."""
+    specs = {
+        name: _spec([None, *shape], tf.as_dtype(dtype), name)
+        for name, (shape, dtype) in conditioning.serving_inputs().items()
+    }
+    return specs, dict(conditioning.example_inputs())
+
+
+def checked_condition(conditioning, inputs):
+    """The served inputs with the history and attribute-id contracts asserted in the graph.
+
+    A ``history`` is fitted to the conditioning's history length (`fit_history`);
+    ``label_<attribute>`` ids outside ``[0, classes)`` fail the request with a
+    message that names the range.
+    """
+    out = dict(inputs)
+    if "history" in out:
+        out["history"] = fit_history(out["history"], getattr(conditioning, "history_length", None))
+    for name, classes in num_classes(conditioning.attributes).items():
+        if label_key(name) in out:
+            ids = tf.cast(out[label_key(name)], tf.int32)
+            valid = tf.reduce_all((ids >= 0) & (ids < classes))
+            message = f"Expected {label_key(name)} in [0, {classes})."
+            with tf.control_dependencies([tf.debugging.Assert(valid, [message])]):
+                out[label_key(name)] = tf.identity(ids)
+    return out
+
+
+def resolve_condition(conditioning, inputs, seeds):
+    """Served inputs → ``(network inputs, sampled)``, checked; draws from row i's seed only."""
+    return conditioning.resolve(
+        checked_condition(conditioning, inputs),
+        lambda logits, stream: seeded_categorical(seeds, logits, stream),
+    )
+
+
 def generator_endpoints(model):
     """``generate_image`` for a `ConditionalGAN` or `ConditionalVAE`.
 
@@ -335,39 +379,53 @@ def generator_endpoints(model):
     message that names the valid range.
     """
     conditioning = model.conditioning
-    counts = num_classes(conditioning.attributes)
-    specs, example = {}, {}
-    for name, (shape, dtype) in conditioning.serving_inputs().items():
-        specs[name] = _spec([None, *shape], tf.as_dtype(dtype), name)
-    example.update(conditioning.example_inputs())
+    specs, example = condition_inputs(conditioning)
     specs["seed"] = _spec([None], tf.int64, "seed")
     example["seed"] = np.array([0, 1], dtype="int64")
-    history_length = getattr(conditioning, "history_length", None)
-
-    def checked(inputs):
-        """The served inputs with the history and attribute-id contracts asserted in the graph."""
-        out = dict(inputs)
-        if "history" in out:
-            out["history"] = fit_history(out["history"], history_length)
-        for name, classes in counts.items():
-            if label_key(name) in out:
-                ids = tf.cast(out[label_key(name)], tf.int32)
-                valid = tf.reduce_all((ids >= 0) & (ids < classes))
-                message = f"Expected {label_key(name)} in [0, {classes})."
-                with tf.control_dependencies([tf.debugging.Assert(valid, [message])]):
-                    out[label_key(name)] = tf.identity(ids)
-        return out
 
     def generate_image(inputs):
         seeds = inputs["seed"]
         noise = seeded_noise(seeds, model.latent_dim)
-        network_inputs, sampled = conditioning.resolve(
-            checked(inputs), lambda logits, stream: seeded_categorical(seeds, logits, stream)
-        )
+        network_inputs, sampled = resolve_condition(conditioning, inputs, seeds)
         images = _float32(model.decode(noise, network_inputs))
         return {**sampled, "images": images, "images_png_bytes": encode_png(images)}
 
     return [Endpoint("generate_image", generate_image, specs, example)]
+
+
+def text_generator_endpoints(model):
+    """``generate_text`` for a `ConditionalTextGenerator`.
+
+    Inputs, one row per text (every input has the same first dimension B):
+
+    * the condition's served inputs, as for ``generate_image``:
+      ``label_<attribute>`` int32 ``[B]`` (attributes) or ``history`` int32
+      ``[B, L]`` padded with -1 (users);
+    * ``seed`` **int32** ``[B]`` (``generate_image``'s is int64): row i's text (and
+      what the conditioning samples, e.g. a user's attributes) depends on
+      ``seed[i]`` only. ``model.generate(condition, num, seed=s)`` writes what this
+      signature writes for seeds ``s, s + 1, …`` (for a user, given the attributes
+      the signature sampled).
+
+    Outputs: ``text`` tf.string ``[B]`` (sampled with the model's sampler and
+    detokenised in the graph; a JSON string over REST), plus what the conditioning
+    sampled (users: ``label_<attribute>`` int32 ``[B]``). Attribute ids out of
+    range and malformed histories fail the request with a message that names the
+    valid range.
+    """
+    conditioning = model.conditioning
+    specs, example = condition_inputs(conditioning)
+    specs["seed"] = _spec([None], tf.int32, "seed")
+    example["seed"] = np.array([0, 1], dtype="int32")
+
+    def generate_text(inputs):
+        seeds = inputs["seed"]
+        network_inputs, sampled = resolve_condition(conditioning, inputs, seeds)
+        condition = conditioning(network_inputs, training=False)
+        text = model.detokenize(model.sample_ids(condition, seeds))
+        return {**sampled, "text": text}
+
+    return [Endpoint("generate_text", generate_text, specs, example)]
 
 
 # --- any functional model -----------------------------------------------------------------

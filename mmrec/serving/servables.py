@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import threading
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops the exported graphs use)
 from tensorflow.core.protobuf import saved_model_pb2
@@ -132,6 +133,7 @@ class Servable:
                 id outside the catalogue).
         """
         function, specs = self._signature(signature_name)
+        inputs = with_default_seed(specs, inputs)
         self.check_inputs(signature_name, inputs, max_batch_size)
         unknown = sorted(set(output_filter) - set(function.structured_outputs))
         if unknown:
@@ -168,6 +170,22 @@ class Servable:
             self.predict(request.model_spec.signature_name or "serving_default", inputs)
             count += 1
         return count
+
+
+def with_default_seed(specs, inputs):
+    """A generator's ``seed`` input, when the request leaves it out: ``0, 1, …, B - 1``.
+
+    mmrec's generator signatures (``generate_image``, ``generate_text``) take a
+    per-row ``seed`` [B]; this server treats it as optional, so a request without it
+    is answered with row i drawn from seed i (reproducible). TF Serving itself
+    requires every signature input: send ``seed`` to be portable.
+    """
+    spec = specs.get("seed")
+    given = [value for key, value in inputs.items() if key != "seed" and getattr(value, "ndim", 0)]
+    if spec is None or "seed" in inputs or not given or spec.shape.rank != 1:
+        return inputs
+    rows = given[0].shape[0]
+    return {**inputs, "seed": np.arange(rows, dtype=spec.dtype.as_numpy_dtype)}
 
 
 def _read_signature_defs(path):
