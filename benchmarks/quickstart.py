@@ -125,6 +125,7 @@ def main(argv=None) -> None:
             "judge": summary["judge"],
             "gan": summary["gan"],
             "vae": summary["vae"],
+            "text": summary.get("text"),
         },
     )
 

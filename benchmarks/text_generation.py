@@ -113,6 +113,8 @@ def run(args):
     model.save(os.path.join(args.out_dir, f"{name}.keras"))
     start = time.perf_counter()
     evaluation = evaluate_text_model(model, data, judge, seed=args.seed)
+    eval_seconds = round(time.perf_counter() - start, 1)
+    latency = serving_latency(model, data, args.latency_repeats) if args.latency_repeats else None
     return name, {
         "benchmark": "text_generation",
         "data": args.data,
@@ -130,8 +132,55 @@ def run(args):
         "judge": judge_meta,
         "user_encoder": user_encoder_meta,
         "evaluation": evaluation,
-        "eval_seconds": round(time.perf_counter() - start, 1),
+        "eval_seconds": eval_seconds,
+        "latency": latency,
     }
+
+
+def serving_latency(model, data, repeats) -> dict:
+    """Batch-1 latency of one description: ``model.generate`` and the exported ``generate_text``
+    signature in-process, then through `mmrec serve` over REST (one client, keep-alive)."""
+    import json
+    import shutil
+    import signal
+    import tempfile
+
+    import numpy as np
+    import tensorflow as tf
+    from serving_latency import _percentiles, _Rest, _start_server, _timed
+
+    from mmrec.export import export_saved_model
+    from mmrec.training.samples import grid_conditions
+
+    base = tempfile.mkdtemp(prefix="mmrec-text-latency-")
+    try:
+        signature = tf.saved_model.load(export_saved_model(model, base, name="text")).signatures
+        generate_text = signature["generate_text"]
+        example = {k: v[:1] for k, v in model.conditioning.example_inputs().items()}
+        request = {**example, "seed": np.array([0], "int32")}
+        tensors = {k: tf.constant(v, generate_text.structured_input_signature[1][k].dtype)
+                   for k, v in request.items()}  # fmt: skip
+        condition = grid_conditions(data, model, 1)
+        timings = {
+            "model.generate (in-process)": _timed(
+                lambda: model.generate(condition, num=1, seed=0), repeats
+            ),
+            "generate_text signature (in-process)": _timed(
+                lambda: generate_text(**tensors), repeats
+            ),
+        }
+        body = json.dumps({"signature_name": "generate_text",
+                           "inputs": {k: v.tolist() for k, v in request.items()}})  # fmt: skip
+        process, ready = _start_server(base)
+        try:
+            rest = _Rest(ready["rest"], "/v1/models/text:predict")
+            timings["REST via mmrec serve, 1 client"] = _timed(lambda: rest(body), repeats)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return {"batch_size": 1, "repeats": repeats, **{k: _percentiles(v) for k, v in timings.items()}}
 
 
 def _row(metric, value, target=None, met=None):
@@ -196,6 +245,9 @@ def rows_for(report):
             _row("hit-rate: users' own held-out items", own),
             _row("hit-rate: random items", evaluation["hit_rate_random_items"]),
         ]  # fmt: skip
+    for name, stats in (report.get("latency") or {}).items():
+        if isinstance(stats, dict):
+            rows.append(_row(f"latency p50 ms, batch 1: {name}", stats["p50_ms"]))
     if "explanation_faithful" in evaluation:
         faithful = evaluation["explanation_faithful"]
         rows.append(_row("explanations faithful", faithful, f">= {FAITHFULNESS}",
@@ -215,6 +267,12 @@ def main(argv=None):
     parser.add_argument("--recommender", help="a saved Recommender (.keras) for --condition user")
     parser.add_argument("--preset", help="a local keras-hub preset directory (GPT-2 / Gemma)")
     parser.add_argument("--lora-rank", type=int, help="with --preset: LoRA rank (else frozen)")
+    parser.add_argument(
+        "--latency-repeats",
+        type=int,
+        default=50,
+        help="batch-1 generate_text calls timed in-process and through `mmrec serve` (0: skip)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", default="benchmarks/results")
     parser.add_argument("--verbose", action="store_true")

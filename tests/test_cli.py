@@ -128,7 +128,8 @@ def test_missing_files_are_usage_errors(tmp_path, capsys):
     assert err.startswith("mmrec: error: No dataset.json in") and len(err.splitlines()) == 1
     assert main(["export", "--model", str(tmp_path / "model.keras")]) == 2
     assert (
-        "No trained Recommender or ConditionalGAN or ConditionalVAE at" in capsys.readouterr().err
+        "No trained Recommender or ConditionalGAN or ConditionalVAE or ConditionalTextGenerator at"
+        in capsys.readouterr().err
     )
 
 

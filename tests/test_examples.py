@@ -130,3 +130,26 @@ def test_your_data_notebook_goes_from_csv_files_to_titles(tmp_path, monkeypatch)
     assert not {k for k, _ in liked} & {k for k, _ in recommended}
     data = mmrec.data.load(str(tmp_path / "your_data" / "movies"))
     assert data.item_keys() == list(titles)
+
+
+@pytest.mark.slow
+def test_text_generation_notebook_describes_personalises_explains_and_exports(tiny, tmp_path):
+    with open(os.path.join(EXAMPLES, "text_generation.ipynb")) as f:
+        notebook = nbformat.read(f, as_version=4)
+    assert not [c for c in notebook.cells if c.get("outputs")]  # saved with outputs cleared
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+    )
+    client.execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "judge held-out accuracy:" in text and "the judge reads shapes:" in text
+    for shape in ("star:", "heart:", "ring:"):
+        assert f"\n{shape} " in text
+    assert text.count(" likes {'colour': [") == 3
+    assert text.count("\nitem ") == 3
+    faithful = float(text.split("faithful: ", 1)[1].split()[0])
+    assert 0.0 <= faithful <= 1.0
+    assert text.count("\nserved: ") == 2  # the exported signature wrote one text per row
+    assert os.path.exists(os.path.join(tiny["MMREC_EXAMPLE_EXPORTS"], "notebook_text", "1"))

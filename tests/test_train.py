@@ -15,6 +15,7 @@ import glob
 import io
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -273,12 +274,18 @@ def test_quickstart_reuses_finished_runs_then_writes_grids_and_exports(
     for kind, name in (("recommender", "rec"), ("gan", "cgan"), ("vae", "vae")):
         assert summary["exports"][kind] == os.path.join(exports, f"quickstart_{name}", "1")
         assert os.path.exists(os.path.join(summary["exports"][kind], "saved_model.pb"))
+    # The text generator (trained here: smoke settings), conditioned on users too.
+    assert summary["exports"]["text"] == os.path.join(exports, "quickstart_text", "1")
+    assert read_json(os.path.join(runs_dir, "text", "config.json"))["config"]["condition"] == "user"
     with open(os.path.join(exports, "models.config")) as f:
-        assert "quickstart_cgan" in f.read()
+        assert {"quickstart_cgan", "quickstart_text"} <= set(re.findall(r'name: "(\w+)"', f.read()))
     assert len(summary["sample_grids"]) == 4
-    for grid in summary["sample_grids"].values():
+    with open(os.path.join(runs_dir, "samples", "descriptions.txt")) as f:
+        descriptions = f.read().splitlines()
+    for (user, grid), line in zip(summary["sample_grids"].items(), descriptions, strict=True):
         assert png_shape(grid["path"]) == (3 * 34 + 2, 8 * 34 + 2, 3)  # real, cGAN, VAE rows
         assert grid["likes"]["colour"] and grid["likes"]["shape"]
+        assert grid["description"] and line == f"user {user}: {grid['description']}"
     for words in ("Recommendation (full-catalogue ranking", "personalisation hit-rate", "Next:"):
         assert words in stdout
 
@@ -310,7 +317,7 @@ def test_quickstart_reuses_finished_runs_then_writes_grids_and_exports(
         (["train", "gan", "--data", "D", "--out", "x"], "give --recommender RUN"),
         (
             ["train", "judge", "--data", "D", "--out", "x", "--recommender", "r"],
-            "--recommender is used only by user-conditioned gan/vae runs",
+            "--recommender is used only by user-conditioned gan/vae/text runs",
         ),
         (["train", "vae", "--data", "D", "--out", "x", "--config", "nope.json"], "No config file"),
         (["generate", "--run", "/nonexistent", "--attributes", "shape=0", "--out", "g.png"], "No"),

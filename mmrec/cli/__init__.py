@@ -40,6 +40,8 @@ The steps one by one, on the embedded benchmark:
   mmrec evaluate --data tf_records/shapes --model runs/rec/model.keras
   mmrec generate --run runs/gan --users 1,2,3 --out grid.png
   mmrec generate --run runs/gan --attributes shape=star,colour=red,pattern=plain,size=2 --out a.png
+  mmrec train text --data tf_records/shapes --out runs/text --condition attributes --config tiny
+  mmrec generate --run runs/text --attributes shape=star,colour=red,pattern=dots,size=large --num 3
   mmrec export --model runs/gan/model.keras --name gan && mmrec serve
 
 On your own catalogue (docs/your_data.md):

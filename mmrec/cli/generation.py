@@ -8,12 +8,17 @@ accepts without knowing its kind of condition.
 
 from __future__ import annotations
 
+import os
+import sys
+
 from mmrec.cli.options import id_list, positive_int
 from mmrec.cli.runs import load_model, run_dataset
 from mmrec.errors import UsageError, usage_errors
 from mmrec.models.attributes import attribute_ids, label_key
 
 _LABEL_PREFIX = label_key("")
+# Inputs that are an item's content, which ``--items`` fills from the catalogue.
+_CONTENT_INPUTS = ("image", "audio")
 
 # Stands for "any id" where the class count is unknown (a served model checks the range).
 _UNKNOWN_COUNT = 2**31 - 1
@@ -22,14 +27,18 @@ _UNKNOWN_COUNT = 2**31 - 1
 def add_commands(commands) -> None:
     generate = commands.add_parser(
         "generate",
-        help="write a PNG grid of generated images for users, prompts or attributes",
+        help="write a PNG grid of generated images (or print descriptions) for users, prompts "
+        "or attributes",
         description=(
             "Generate images with a trained ConditionalGAN / ConditionalVAE (--run, a run "
             "folder of `mmrec train gan|vae`) or an exported one (--export savedmodels/NAME, "
             "its latest version, through the same generate_image signature TF Serving "
             "serves). One row per user, prompt or attribute set; --num images per row. "
-            "Which of --users, --text and --attributes a model takes depends on what it "
-            "is conditioned on; attribute values are class names or ids."
+            "A ConditionalTextGenerator (--run, a run folder of `mmrec train text`) prints "
+            "--num descriptions per user or attribute set instead, one per line (--out: "
+            "also write them to that text file). Which of --users, --text and --attributes "
+            "a model takes depends on what it is conditioned on; attribute values are "
+            "class names or ids."
         ),
     )
     source = generate.add_mutually_exclusive_group(required=True)
@@ -38,12 +47,12 @@ def add_commands(commands) -> None:
         dest="run_folder",
         default=None,
         metavar="RUN",
-        help="a gan/vae run folder (or its .keras)",
+        help="a gan/vae/text run folder (or its .keras)",
     )
     source.add_argument(
         "--export", default=None, metavar="DIR", help="an exported generator, savedmodels/NAME"
     )
-    condition = generate.add_mutually_exclusive_group(required=True)
+    condition = generate.add_mutually_exclusive_group()
     condition.add_argument(
         "--users",
         type=id_list,
@@ -62,28 +71,45 @@ def add_commands(commands) -> None:
         "(attribute- and user-conditioned; with --export, names need --data)",
     )
     generate.add_argument(
+        "--items",
+        type=id_list,
+        default=None,
+        metavar="IDS",
+        help="item ids, e.g. 3,17: describe these items (text models conditioned on an item's "
+        "content); with --users, explain them to the user(s) (explanation models)",
+    )
+    generate.add_argument(
         "--data",
         default=None,
         metavar="DIR",
         help="dataset for --users and class names (default: the run's dataset)",
     )
-    generate.add_argument("--num", type=positive_int, default=8, help="images per row")
+    generate.add_argument(
+        "--num", type=positive_int, default=8, help="images per row (texts per condition)"
+    )
     generate.add_argument("--seed", type=int, default=0, help="noise seed")
-    generate.add_argument("--out", required=True, help="the PNG file to write")
+    generate.add_argument(
+        "--out", default=None, help="the PNG file to write (text models: an optional .txt)"
+    )
     generate.set_defaults(run=generate_images)
 
 
-def condition_options(input_names, takes_labels=False, history_option="--users") -> list[str]:
+def condition_options(
+    input_names, takes_labels=False, history_option="--users", item_option="--items"
+) -> list[str]:
     """The options that can condition a model with these inputs, e.g. ``--users, --attributes``.
 
     Args:
         input_names: the conditioning's served inputs (a signature's, less ``seed``):
             ``history`` is filled by ``history_option`` (``--users`` here, ``--history``
             for `mmrec predict`), ``text`` by ``--text``, ``label_<attribute>`` by
-            ``--attributes``.
+            ``--attributes``, ``item_id`` and an item's ``image``/``audio`` by
+            ``item_option`` (``--items`` here; ``None``: no option fills them).
         takes_labels: its ``generate`` also accepts a dict of attributes.
     """
     options = [history_option] if "history" in input_names else []
+    if item_option and ("item_id" in input_names or set(input_names) & set(_CONTENT_INPUTS)):
+        options.append(item_option)
     if "text" in input_names:
         options.append("--text")
     if takes_labels or attribute_names(input_names):
@@ -103,7 +129,8 @@ def check_option(option, accepted, model) -> None:
     ``model`` opens the message, e.g. ``"'runs/gan' is conditioned on user"``.
     """
     if option not in accepted:
-        asked = {"--users": "users", "--history": "users", "--text": "text"}.get(option)
+        asked = {"--users": "users", "--history": "users", "--text": "text", "--items": "items"}
+        asked = asked.get(option)
         use = " or ".join(accepted) or "none of --users, --text and --attributes"
         raise UsageError(f"{model}, not {asked or 'attributes'}: use {use}.")
 
@@ -148,22 +175,38 @@ def attribute_inputs(text, classes=None, names=None) -> dict:
 
 def generate_images(args) -> int:
     from mmrec.models import ConditionalGAN, ConditionalVAE
+    from mmrec.models.text_generation import ConditionalTextGenerator
     from mmrec.training import samples
 
     if args.run_folder:
-        model = load_model(args.run_folder, (ConditionalGAN, ConditionalVAE))
+        model = load_model(
+            args.run_folder, (ConditionalGAN, ConditionalVAE, ConditionalTextGenerator)
+        )
         conditioning = model.conditioning
         accepted = condition_options(conditioning.serving_inputs(), conditioning.takes_labels)
         where = f"'{args.run_folder}' is conditioned on {model.condition}"
         check_option(_given_option(args), accepted, where)
-        if args.attributes is not None:  # the model resolves class names itself
+        if args.items is not None:
+            conditions = _item_conditions(args, conditioning.serving_inputs())
+        elif args.attributes is not None:  # the model resolves class names itself
             with usage_errors():
                 conditions = samples.parse_attributes(args.attributes)
         else:
             conditions = _histories_or_prompts(args)
+        if isinstance(model, ConditionalTextGenerator):
+            return _print_texts(model, conditions, args)
+        if args.out is None:
+            raise UsageError("Give --out PATH: the PNG file to write the images to.")
         with usage_errors():
             grid = samples.generate_grid(model, conditions, num=args.num, seed=args.seed)
     else:
+        if args.out is None:
+            raise UsageError("Give --out PATH: the PNG file to write the images to.")
+        if _given_option(args) == "--items":
+            raise UsageError(
+                "--items conditions text models from a run folder (--run); an exported "
+                "generator is queried with `mmrec predict`."
+            )
         if args.attributes is not None:
             classes = _dataset_info(args.data).attributes if args.data else None
             conditions = attribute_inputs(args.attributes, classes)
@@ -179,8 +222,69 @@ def generate_images(args) -> int:
     return 0
 
 
+def _print_texts(model, conditions, args) -> int:
+    """Prints ``--num`` descriptions per condition, one per line, condition after condition
+    (and writes them to --out)."""
+    with usage_errors():
+        texts = model.generate(conditions, num=args.num, seed=args.seed)
+    groups = [texts] if texts and isinstance(texts[0], str) else texts
+    lines = [text for group in groups for text in group]
+    print("\n".join(lines))
+    if args.out is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write("".join(f"{line}\n" for line in lines))
+        message = f"wrote {args.out} ({len(groups)} condition(s) × {args.num} descriptions)"
+        print(message, file=sys.stderr)
+    return 0
+
+
 def _given_option(args) -> str:
-    return "--users" if args.users is not None else "--text" if args.text else "--attributes"
+    given = [
+        option
+        for option, value in (
+            ("--items", args.items),
+            ("--users", args.users),
+            ("--text", args.text),
+            ("--attributes", args.attributes),
+        )
+        if value is not None
+    ]
+    if not given:
+        raise UsageError("Give what to generate for: --users, --text, --attributes or --items.")
+    return given[0]
+
+
+def _item_conditions(args, input_names):
+    """``--items`` (and ``--users``, for a model that explains) → what ``generate`` takes."""
+    import numpy as np
+
+    from mmrec.data import load
+    from mmrec.training.samples import user_histories
+
+    data = load(_dataset_path(args))
+    count = data.info.num_items
+    outside = [i for i in args.items if not 0 <= i < count]
+    if outside:
+        raise UsageError(f"Expected item ids in [0, {count}). Received: {outside[:10]}")
+    if "item_id" in input_names:  # an explanation: a user's history and an item
+        if args.users is None:
+            raise UsageError("This model explains an item to a user: give --users and --items.")
+        with usage_errors():
+            histories = list(user_histories(data, args.users).values())
+        if len(histories) == 1:
+            histories = histories * len(args.items)
+        if len(histories) != len(args.items):
+            raise UsageError(
+                "Expected one user, or as many users as items (paired in order). Received: "
+                f"{len(args.users)} users, {len(args.items)} items"
+            )
+        return list(zip(histories, args.items))
+    if args.users is not None:
+        raise UsageError("--users does not condition a model that describes items: drop it.")
+    features = data.catalogue().features()
+    wanted = [name for name in _CONTENT_INPUTS if name in input_names]
+    return {name: np.asarray(features[name])[np.asarray(args.items)] for name in wanted}
 
 
 def _histories_or_prompts(args) -> list:
@@ -190,12 +294,16 @@ def _histories_or_prompts(args) -> list:
     from mmrec.data import load
     from mmrec.training.samples import user_histories
 
-    path = args.data or (run_dataset(args.run_folder) if args.run_folder else None)
-    if path is None:
-        raise UsageError("Give --data DIR: the dataset whose users to generate for.")
-    data = load(path)
+    data = load(_dataset_path(args))
     with usage_errors():
         return list(user_histories(data, args.users).values())
+
+
+def _dataset_path(args) -> str:
+    path = args.data or (run_dataset(args.run_folder) if args.run_folder else None)
+    if path is None:
+        raise UsageError("Give --data DIR: the dataset whose users or items to generate for.")
+    return path
 
 
 def _dataset_info(path):

@@ -20,7 +20,11 @@ write everything to the run folder --out:
 Metrics: recommender — Recall/NDCG@K on the test split next to popularity,
 ID-only and oracle baselines; gan/vae — the judge's conditional accuracy,
 personalisation hit-rate, FCD/KCD, diversity (vae also -ELBO); judge — its
-held-out accuracy.
+held-out accuracy; text — validation loss/perplexity, sample descriptions, a
+text judge's conditional accuracy (and hit-rate), distinct-n and self-BLEU.
+
+Generators (gan, vae, text) are conditioned on what --condition names
+(attributes, user, ...); user-conditioned ones need --recommender RUN.
 
 Interrupted (crash, kill, preemption)? Run the same command again: it resumes
 after the last completed epoch. --config takes 'tiny' (the quick start's), 'base'
@@ -46,9 +50,10 @@ EVALUATE_DESCRIPTION = (
 
 QUICKSTART_DESCRIPTION = (
     "Synthesise the shapes benchmark (if --data has none), train the recommender, "
-    "the user-conditioned cGAN and the VAE with the tiny configs, evaluate them "
-    "(ranking table with baselines; the judge's verdict on generated images), write "
-    "a sample grid per user, export SavedModels for TF Serving to --export-dir "
+    "the user-conditioned cGAN, VAE and text generator with the tiny configs, evaluate "
+    "them (ranking table with baselines; the judges' verdicts on generated images and "
+    "descriptions), write a sample grid and a description per user, export SavedModels "
+    "for TF Serving to --export-dir "
     "(validated in a fresh TensorFlow process) and print a summary. At most 10 "
     "minutes on 2 CPU cores. Run again to reuse what is finished (and resume what "
     "was interrupted)."
@@ -68,13 +73,13 @@ def add_commands(commands) -> None:
 def _add_train(commands) -> None:
     train = commands.add_parser(
         "train",
-        help="train a recommender, a generator (gan, vae) or the judge; write a run folder",
+        help="train a recommender, a generator (gan, vae, text) or the judge; write a run folder",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.dedent(TRAIN_DESCRIPTION),
     )
     train.add_argument(
         "kind",
-        help="recommender | gan | vae | judge, or a kind registered with "
+        help="recommender | gan | vae | text | judge, or a kind registered with "
         "mmrec.training.register_run_kind",
     )
     train.add_argument("--data", required=True, help="dataset folder (mmrec data synth)")
@@ -103,13 +108,19 @@ def _add_train(commands) -> None:
         metavar="N",
         help="with --strategy mirrored and no GPU: split the CPU into N devices (no speed-up)",
     )
+    train.add_argument(
+        "--condition",
+        default=None,
+        help="gan/vae/text: what the generator is conditioned on, e.g. attributes or user "
+        "(a registered conditioning); overrides the config",
+    )
     train.add_argument("--jit", action="store_true", help="compile the training step with XLA")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--recommender",
         default=None,
         metavar="RUN",
-        help="gan/vae conditioned on users: a recommender run folder (or .keras)",
+        help="gan/vae/text conditioned on users: a recommender run folder (or .keras)",
     )
     train.add_argument(
         "--judge",
@@ -180,9 +191,10 @@ def train_run(args) -> int:
     from mmrec.training import resolve_config, train
 
     with usage_errors():
-        config = resolve_config(
-            args.kind, args.config, {"epochs": args.epochs, "batch_size": args.batch_size}
-        )
+        overrides = {"epochs": args.epochs, "batch_size": args.batch_size}
+        if args.condition is not None:
+            overrides["condition"] = _condition(args.kind, args.condition)
+        config = resolve_config(args.kind, args.config, overrides)
     try:
         # `train` checks the options, the dataset and the run folder before it builds
         # anything; `usage_errors` reports those checks, not errors inside Keras.
@@ -207,6 +219,20 @@ def train_run(args) -> int:
         return 0
     print(f"run folder: {result.path} (model.keras, metrics.json, training.csv, logs/)")
     return 0
+
+
+def _condition(kind, condition) -> str:
+    """``--condition``, refused for a kind whose runs are not conditioned (e.g. recommender)."""
+    from mmrec.training import get_run_kind, run_kind_names
+
+    spec = get_run_kind(kind)
+    if not spec.conditioned:
+        conditioned = [k for k in run_kind_names() if get_run_kind(k).conditioned]
+        raise UsageError(
+            f"--condition is for the conditioned kinds {conditioned}. Received it for a "
+            f"{spec.name} run."
+        )
+    return condition
 
 
 def evaluate_models(args) -> int:

@@ -6,7 +6,7 @@ items (`judge_split`), gives **conditional accuracy** and the **personalisation
 hit-rate** (`text_personalisation_report`); `NGramLanguageModel` gives the
 **perplexity** baselines; `distinct_n` and `self_bleu` the **diversity**;
 `explanation_faithfulness` checks every attribute an explanation names ("you often
-pick red stars; this is a large red heart on a dotted background") against the
+pick red stars; this is a red heart (dots, large)") against the
 user's history and the item.
 """
 

@@ -183,11 +183,12 @@ class ConditionalTextGenerator(ConditionedGenerator):
                 conditioning adds).
             dtype: the dtype policy of the networks (``None``: the global policy).
             **kwargs: conditioning arguments (e.g. ``embedding_dim``) and the
-                generator's (``sampler``, ``temperature``, ``top_k``, ``top_p``, ``seed``).
+                generator's (``sampler``, ``temperature``, ``top_k``, ``top_p``, ``seed``,
+                ``name``).
         """
         own = {
             k: kwargs.pop(k)
-            for k in ("sampler", "temperature", "top_k", "top_p", "seed")
+            for k in ("sampler", "temperature", "top_k", "top_p", "seed", "name")
             if k in kwargs
         }
         if "text" not in data.metadata.modalities or data.vocabulary_path is None:
@@ -198,6 +199,13 @@ class ConditionalTextGenerator(ConditionedGenerator):
         conditioning = conditioning_from_dataset(
             data, condition, user_encoder=user_encoder, dtype=dtype, **kwargs
         )
+        if lora_rank is not None and preset is None:
+            raise ValueError(f"lora_rank={lora_rank} tunes a pretrained LM: give preset=PATH too.")
+        if preset is not None and decoder is not None:
+            raise ValueError(
+                "Expected either preset (a pretrained LM) or decoder (settings or a network). "
+                f"Received both: preset={preset!r}, decoder={decoder!r}"
+            )
         if preset is not None:
             from mmrec.models.pretrained_text import PretrainedTextDecoder
 

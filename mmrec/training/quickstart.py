@@ -1,11 +1,11 @@
 """`quickstart`: the whole pipeline, end to end, in at most 10 minutes on 2 CPU cores.
 
-data (the shapes benchmark) → recommender → judge → user-conditioned cGAN and
-VAE (conditioned on the recommender's frozen user tower) → evaluation → a sample
-grid per user → SavedModels for TF Serving → a summary. Every model trains with
-its ``"tiny"`` config through `mmrec.training.train`, so each step leaves a run
-folder like `mmrec train` does; run again, finished steps are reused and an
-interrupted one resumes.
+data (the shapes benchmark) → recommender → judge → user-conditioned cGAN,
+VAE and text generator (conditioned on the recommender's frozen user tower) →
+evaluation → a sample grid and a description per user → SavedModels for TF
+Serving → a summary. Every model trains with its ``"tiny"`` config through
+`mmrec.training.train`, so each step leaves a run folder like `mmrec train`
+does; run again, finished steps are reused and an interrupted one resumes.
 """
 
 from __future__ import annotations
@@ -19,19 +19,27 @@ import numpy as np
 from mmrec.data.schema import preference_key
 from mmrec.training.callbacks import image_grid, write_png
 from mmrec.training.configs import resolve_config
-from mmrec.training.reports import generation_table
+from mmrec.training.reports import generation_table, text_generation_table
 from mmrec.training.runner import RunResult, train
 from mmrec.training.runs import load_run_model, read_json
 
 BUDGET_MINUTES = 10
-STEPS = ("data", "recommender", "judge", "gan", "vae", "samples", "export")
-EXPORT_NAMES = {"recommender": "quickstart_rec", "gan": "quickstart_cgan", "vae": "quickstart_vae"}
+STEPS = ("data", "recommender", "judge", "gan", "vae", "text", "samples", "export")
+EXPORT_NAMES = {
+    "recommender": "quickstart_rec",
+    "gan": "quickstart_cgan",
+    "vae": "quickstart_vae",
+    "text": "quickstart_text",
+}
+# What the quick start sets on top of the "tiny" presets: descriptions for users.
+OVERRIDES = {"text": {"condition": "user"}}
 # A few steps per model: checks that everything runs, in a minute or two.
 SMOKE = {
     "recommender": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32},
     "judge": {"epochs": 1},
     "gan": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16, "judge_epochs": 1},
     "vae": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16, "judge_epochs": 1},
+    "text": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16, "judge_epochs": 1},
 }
 SAMPLE_USERS = 4
 
@@ -43,7 +51,7 @@ def quickstart(
 
     Args:
         out: the folder of the runs (``recommender/``, ``judge/``, ``gan/``, ``vae/``,
-            ``samples/``).
+            ``text/``, ``samples/``).
         data: the dataset folder; the shapes benchmark is synthesised there if absent.
         export_dir: where the SavedModels go (TF Serving layout, ``models.config``).
         seed: seeds data order, weights and noise.
@@ -61,9 +69,10 @@ def quickstart(
     start = time.perf_counter()
     progress = _Progress(start)
     print(
-        f"mmrec quickstart: data → recommender → judge → user-conditioned cGAN and VAE → "
-        f"evaluation → sample grids → SavedModels.\nIt takes at most {BUDGET_MINUTES} minutes "
-        f"on 2 CPU cores{' (smoke run: a few steps per model)' if smoke else ''}. "
+        f"mmrec quickstart: data → recommender → judge → user-conditioned cGAN, VAE and "
+        f"text generator → evaluation → sample grids and descriptions → SavedModels.\n"
+        f"It takes at most {BUDGET_MINUTES} minutes on 2 CPU cores"
+        f"{' (smoke run: a few steps per model)' if smoke else ''}. "
         f"Runs: {out}/  exports: {export_dir}/\n",
         flush=True,
     )
@@ -79,7 +88,7 @@ def quickstart(
 
     def run(kind, message, **kwargs):
         progress.step(kind, message)
-        config = {"preset": "tiny", **(SMOKE[kind] if smoke else {})}
+        config = {"preset": "tiny", **OVERRIDES.get(kind, {}), **(SMOKE[kind] if smoke else {})}
         return _train_or_reuse(kind, dataset, os.path.join(out, kind), config, seed, **kwargs)
 
     rec = run("recommender", "the multimodal two-tower recommender (image + text)")
@@ -94,11 +103,19 @@ def quickstart(
         "vae", "the conditional VAE, same conditioning", recommender=rec.path, judge=judge.path
     )
 
-    progress.step("samples", "a sample grid per user")
-    grids = _user_grids(dataset, gan.model, vae.model, os.path.join(out, "samples"), seed)
+    text = run(
+        "text",
+        "the text generator, descriptions for users, same conditioning",
+        recommender=rec.path,
+    )
+
+    progress.step("samples", "a sample grid and a description per user")
+    grids = _user_grids(
+        dataset, gan.model, vae.model, text.model, os.path.join(out, "samples"), seed
+    )
 
     progress.step("export", f"SavedModels for TF Serving in {export_dir}")
-    exports = _export(out, export_dir, {"recommender": rec, "gan": gan, "vae": vae})
+    exports = _export(out, export_dir, {"recommender": rec, "gan": gan, "vae": vae, "text": text})
     progress.finish()
 
     summary = {
@@ -107,19 +124,26 @@ def quickstart(
         "data": dataset.path,
         "runs": {
             k: r.path
-            for k, r in (("recommender", rec), ("judge", judge), ("gan", gan), ("vae", vae))
+            for k, r in (
+                ("recommender", rec),
+                ("judge", judge),
+                ("gan", gan),
+                ("vae", vae),
+                ("text", text),
+            )
         },
         "ranking": rec.metrics["test"],
         "judge": judge.metrics["held_out_accuracy"],
         "gan": {k: gan.metrics[k] for k in ("generation", "judge")},
         "vae": {k: vae.metrics[k] for k in ("generation", "judge", "valid") if k in vae.metrics},
+        "text": {k: text.metrics[k] for k in ("valid", "generation", "judge") if k in text.metrics},
         "sample_grids": grids,
         "exports": exports,
         "step_seconds": progress.seconds,
     }
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, default=float)
-    print(_summary_text(summary, rec, gan, vae, export_dir), flush=True)
+    print(_summary_text(summary, rec, gan, vae, text, export_dir), flush=True)
     return summary
 
 
@@ -159,8 +183,9 @@ def _train_or_reuse(kind, data, folder, config, seed, **kwargs) -> RunResult:
     return train(kind, data, folder, settings, seed=seed, overwrite=not same, **kwargs)
 
 
-def _user_grids(data, gan, vae, folder, seed) -> dict:
-    """One PNG per test user: their recent real items, then cGAN and VAE samples."""
+def _user_grids(data, gan, vae, text, folder, seed) -> dict:
+    """One PNG per test user (their recent real items, then cGAN and VAE samples) and one
+    description by the text generator (all in ``descriptions.txt``)."""
     batch = next(iter(data.interactions("test", batch_size=SAMPLE_USERS, shuffle=False)))
     users = data.users()
     images = data.catalogue().images.numpy()
@@ -178,9 +203,13 @@ def _user_grids(data, gan, vae, folder, seed) -> dict:
             a: [names[a][int(v)] for v in users[preference_key(a)][index] if v >= 0]
             for a in data.info.strong_preferences
         }
-        grids[int(user)] = {"path": path, "likes": likes}
+        description = text.generate(history, num=1, seed=seed)[0]
+        grids[int(user)] = {"path": path, "likes": likes, "description": description}
         liked = " ".join("/".join(v) for v in likes.values())
         print(f"user {int(user)} (likes {liked}): {path}  rows: recent items, cGAN, VAE")
+        print(f"  described: {description}")
+    with open(os.path.join(folder, "descriptions.txt"), "w", encoding="utf-8") as f:
+        f.writelines(f"user {user}: {grid['description']}\n" for user, grid in grids.items())
     return grids
 
 
@@ -204,18 +233,23 @@ def _export(out, export_dir, runs) -> dict:
     return {kind: entry["path"] for kind, entry in done.items()}
 
 
-def _summary_text(summary, rec, gan, vae, export_dir) -> str:
+def _summary_text(summary, rec, gan, vae, text, export_dir) -> str:
     lines = ["", "=" * 100, f"mmrec quickstart finished in {summary['seconds'] / 60:.1f} min", ""]
     lines.append("Recommendation (full-catalogue ranking, test split):")
     lines.append(rec.metrics["table"])
     for name, run in (("cGAN", gan), ("VAE", vae)):
         lines += ["", f"Personalised generation, {name} (judged by an independent classifier):"]
         lines.append(generation_table(run.metrics))
+    lines += [
+        "",
+        "Descriptions for users, text generator (judged by an independent text classifier):",
+    ]
+    lines.append(text_generation_table(text.metrics))
     lines += ["", "Where everything is:"]
     for kind, path in summary["runs"].items():
         lines.append(f"  {kind:<12} {path}/  (model.keras, metrics.json, training.csv, logs/)")
     for user, grid in summary["sample_grids"].items():
-        lines.append(f"  user {user:<7} {grid['path']}")
+        lines.append(f'  user {user:<7} {grid["path"]}  "{grid["description"]}"')
     for path in summary["exports"].values():
         lines.append(f"  export       {path}")
     first_user = next(iter(summary["sample_grids"]), 0)
@@ -225,9 +259,11 @@ def _summary_text(summary, rec, gan, vae, export_dir) -> str:
         f"  tensorboard --logdir {os.path.dirname(summary['runs']['gan'])}   "
         "(pip install tensorboard)",
         f"  mmrec generate --run {summary['runs']['gan']} --users {first_user},1,2 --out grid.png",
+        f"  mmrec generate --run {summary['runs']['text']} --users {first_user} --num 3",
         f"  mmrec serve --model-base-path {export_dir}",
         f"  mmrec predict --model {EXPORT_NAMES['recommender']} --history 3,17,42 --k 5",
         f"  mmrec predict --model {EXPORT_NAMES['gan']} --history 3,17,42 --count 4 --png g.png",
+        f"  mmrec predict --model {EXPORT_NAMES['text']} --history 3,17,42 --count 3",
         "=" * 100,
     ]
     return "\n".join(lines)

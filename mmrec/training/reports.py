@@ -68,3 +68,87 @@ def generation_table(report) -> str:
 
 def _join(values) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+
+
+def text_generation_table(report) -> str:
+    """A text generator's scores (a text run's metrics) and its sample descriptions.
+
+    Example:
+
+    ```python
+    print(text_generation_table(train("text", data, "runs/text", "tiny").metrics))
+    ```
+    """
+    valid = report["valid"]
+    rows = [
+        (
+            "valid loss / perplexity",
+            f"{valid['loss']:.3f} / {valid['perplexity']:.2f} "
+            f"(token accuracy {valid['token_accuracy']:.3f})",
+        )
+    ]
+    if "generation" in report:
+        generation = report["generation"]
+        rows.append(("judge held-out accuracy", _join(report["judge"]["held_out_accuracy"])))
+        rows.append(("conditional accuracy", _join(generation["conditional_accuracy"])))
+        if "hit_rate" in generation:
+            hit = "+".join(generation.get("hit_attributes", ()))
+            rows.append(
+                (
+                    "personalisation hit-rate",
+                    f"{generation['hit_rate']:.3f}{f' on {hit}' if hit else ''} (users' own "
+                    f"held-out items {generation['hit_rate_held_out_items']:.3f}, random items "
+                    f"{generation['hit_rate_random_items']:.3f})",
+                )
+            )
+        if "perplexity" in generation:
+            rows.append(
+                (
+                    f"{generation.get('perplexity_split', 'test')} perplexity",
+                    f"{generation['perplexity']:.2f} (unigram "
+                    f"{generation['perplexity_unigram']:.2f}, bigram "
+                    f"{generation['perplexity_bigram']:.2f})",
+                )
+            )
+        if "explanation_faithful" in generation:
+            rows.append(
+                (
+                    "faithful explanations",
+                    f"{generation['explanation_faithful']:.3f} (malformed "
+                    f"{generation['explanation_malformed']:.3f}, specific "
+                    f"{generation['explanation_specific']:.3f})",
+                )
+            )
+        for name in ("distinct_1", "distinct_2", "self_bleu"):
+            real = generation.get(f"reference_{name}")
+            rows.append(
+                (
+                    name.replace("_", "-"),
+                    f"{generation[name]:.3f}"
+                    + ("" if real is None else f" (real descriptions: {real:.3f})"),
+                )
+            )
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
+    if report.get("samples"):
+        lines.append("sample descriptions:")
+    for sample in report.get("samples", ()):
+        lines.append(f"  {_describe_condition(sample['condition'])}: {sample['text']}")
+    return "\n".join(lines)
+
+
+def _describe_condition(condition) -> str:
+    """``shape=star,colour=red`` for attributes; a history by its length and last items;
+    an explanation's ``(history, item id)`` as ``history … → item 10``."""
+    if isinstance(condition, dict):
+        return ",".join(f"{k}={v}" for k, v in condition.items())
+    if (
+        isinstance(condition, list | tuple)
+        and len(condition) == 2
+        and isinstance(condition[0], list | tuple)
+    ):
+        return f"{_describe_condition(list(condition[0]))} → item {condition[1]}"
+    if isinstance(condition, list) and len(condition) > 3:
+        last = ", ".join(str(i) for i in condition[-3:])
+        return f"history of {len(condition)} items (…, {last})"
+    return str(condition)

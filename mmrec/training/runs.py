@@ -28,6 +28,7 @@ SAVEABLE_MODULES = (
     "mmrec.models.recommender",
     "mmrec.models.gan",
     "mmrec.models.vae",
+    "mmrec.models.text_generation",
     "mmrec.evaluation.generation",
 )
 

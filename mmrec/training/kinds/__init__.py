@@ -1,10 +1,11 @@
 """Run kinds: what `mmrec.training.train(kind, ...)` can train, one `RunKind` each.
 
 The built-ins are ``"recommender"`` (`kinds.recommender`), ``"judge"``
-(`kinds.judge`), ``"gan"`` and ``"vae"`` (`kinds.generators`). A new kind is one
-`RunKind` passed to `register_run_kind` (see `RunKind`'s example); its presets
-and settings then work in ``--config`` files, and ``train(name, ...)`` gives it
-the run folder, resuming, TensorBoard and the rest.
+(`kinds.judge`), ``"gan"`` and ``"vae"`` (`kinds.generators`) and ``"text"``
+(`kinds.text`). A new kind is one `RunKind` passed to `register_run_kind` (see
+`RunKind`'s example); its presets and settings then work in ``--config`` files,
+and ``train(name, ...)`` gives it the run folder, resuming, TensorBoard and the
+rest.
 """
 
 from mmrec.training.kinds.base import (
@@ -27,6 +28,7 @@ from mmrec.training.kinds.base import (
 from mmrec.training.kinds import recommender
 from mmrec.training.kinds import judge
 from mmrec.training.kinds import generators
+from mmrec.training.kinds import text
 
 # isort: on
 from mmrec.training.kinds.generators import generation_datasets
@@ -50,4 +52,5 @@ __all__ = [
     "run_kind_names",
     "set_learning_rate",
     "split_sizes",
+    "text",
 ]
