@@ -55,6 +55,10 @@ def item_content_network(item_encoder, content_shapes, embedding_dim=64, dtype=N
 class ItemConditioning(Conditioning):
     """Condition on an item's content: its image and/or audio (captioning).
 
+    Auxiliary heads (`add_attribute_heads`, trained with the generator) make the
+    content embedding predict the item's attributes: a caption names them, and
+    one word of a sentence is a weak signal for an image encoder on its own.
+
     Trains on the chosen items' content (``generation_pairs`` carry the target's
     ``image`` and ``audio``); serves those content inputs (``image`` uint8
     ``[B, H, W, 3]``, ``audio`` float32 ``[B, samples]``); ``generate`` takes a
@@ -75,6 +79,7 @@ class ItemConditioning(Conditioning):
 
     def __init__(self, network, attributes, **kwargs):
         super().__init__(network, attributes, **kwargs)
+        self.add_attribute_heads()
         self.modalities = [m for m in CAPTION_MODALITIES if m in self.network.input]
         if not self.modalities or set(self.network.input) - set(CAPTION_MODALITIES):
             raise ValueError(

@@ -14,14 +14,13 @@ import numpy as np
 from mmrec.layers.dtypes import resolve_policy, serialize_policy
 from mmrec.layers.encoders import TextEncoder
 from mmrec.layers.preprocessing import TextTokenizer
-from mmrec.models.attributes import check_attributes, num_classes
+from mmrec.models.attributes import check_attributes
 from mmrec.models.conditioning.base import (
     Conditioning,
     EvaluationConditions,
     dataset_attributes,
     register_conditioning,
 )
-from mmrec.models.losses import per_example_cross_entropy
 
 # Descriptions for warm-up requests; words missing from a vocabulary become [UNK],
 # which is still a valid request.
@@ -146,11 +145,7 @@ class TextConditioning(Conditioning):
                 "attributes=...) or TextConditioning(..., attributes=...)). Received: None"
             )
         super().__init__(network, attributes, **kwargs)
-        self.heads = {}
-        for name, classes in num_classes(self.attributes).items():
-            head = keras.layers.Dense(classes, name=f"condition_{name}", dtype="float32")
-            head.build((None, self.condition_dim))
-            self.heads[name] = head
+        self.add_attribute_heads()
 
     @classmethod
     def from_dataset(cls, data, embedding_dim=128, dtype=None):
@@ -174,13 +169,6 @@ class TextConditioning(Conditioning):
 
     def training_inputs(self, batch, labels):
         return batch["text"]
-
-    def auxiliary_loss(self, condition, labels):
-        logits = {name: head(condition) for name, head in self.heads.items()}
-        return per_example_cross_entropy(logits, labels)
-
-    def auxiliary_variables(self):
-        return [v for head in self.heads.values() for v in head.trainable_variables]
 
     @property
     def reports_condition_loss(self):
