@@ -96,6 +96,8 @@ def main(argv=None) -> None:
             raise SystemExit(f"mmrec quickstart failed with status {status}")
         with open(os.path.join(runs, "summary.json")) as f:
             summary = json.load(f)
+        text_export = summary["exports"].get("text")
+        exported_text = exported_text_check(text_export, data) if text_export else None
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -126,8 +128,44 @@ def main(argv=None) -> None:
             "gan": summary["gan"],
             "vae": summary["vae"],
             "text": summary.get("text"),
+            "exported_text": exported_text,
         },
     )
+    if exported_text:
+        count, accuracy = exported_text["texts"], exported_text["accuracy"]
+        print(
+            f"\nexported text model, {count} descriptions for test users: the text judge "
+            f"reads the sampled attributes {accuracy}"
+        )
+
+
+def exported_text_check(path, data_path, users=200) -> dict:
+    """The exported text model (its ``generate_text`` signature, loaded as TF Serving would):
+    one description for each of ``users`` test users; the share in which an independent
+    `TextJudge` reads the attributes the signature sampled (``label_<attribute>``)."""
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the signature's ops)
+
+    import mmrec
+    from mmrec.evaluation.text import train_text_judge
+
+    data = mmrec.data.load(data_path)
+    batch = next(iter(data.interactions("test", batch_size=users, shuffle=False)))
+    histories = batch["history"].numpy()
+    signature = tf.saved_model.load(path).signatures["generate_text"]
+    out = signature(
+        history=tf.constant(histories, tf.int32),
+        seed=tf.range(len(histories), dtype=tf.int32),
+    )
+    texts = [t.decode("utf-8") for t in out["text"].numpy()]
+    read = train_text_judge(data).predict_attributes(texts)
+    accuracy = {
+        name: float(np.mean(read[name] == out[f"label_{name}"].numpy()))
+        for name in read
+        if f"label_{name}" in out
+    }
+    return {"export": path, "texts": len(texts), "accuracy": accuracy}
 
 
 if __name__ == "__main__":

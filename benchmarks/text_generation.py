@@ -41,7 +41,7 @@ from mmrec.evaluation.text import text_judge_held_out_accuracy, train_text_judge
 from mmrec.evaluation.text_report import evaluate_text_model  # noqa: E402
 from mmrec.models import ConditionalTextGenerator  # noqa: E402
 from mmrec.models.conditioning import conditioning_names, get_conditioning  # noqa: E402
-from mmrec.training import TimeLimit  # noqa: E402
+from mmrec.training import TimeLimit, load_run_model  # noqa: E402
 
 JUDGE_TARGET = 0.98
 # The issue's targets, by (dataset, condition): attribute → conditional accuracy.
@@ -84,6 +84,50 @@ def run(args):
     print(f"text judge: {judge_meta}")
 
     keras.utils.set_random_seed(args.seed)
+    name = f"text_{args.condition}" + ("" if data.info.name == "shapes" else f"_{data.info.name}")
+    if args.preset:
+        name += "_pretrained"
+    if args.model:  # evaluate a saved model again (e.g. at another --temperature)
+        model = load_run_model(args.model, ConditionalTextGenerator)
+        user_encoder_meta, budget, train_seconds, last = None, None, None, {}
+    else:
+        model, user_encoder_meta, budget, train_seconds, last = train_model(args, data)
+        model.save(os.path.join(args.out_dir, f"{name}.keras"))
+    if args.temperature != 1.0:
+        name += f"_t{args.temperature:g}"
+    start = time.perf_counter()
+    evaluation = evaluate_text_model(
+        model, data, judge, seed=args.seed, temperature=args.temperature
+    )
+    eval_seconds = round(time.perf_counter() - start, 1)
+    latency = serving_latency(model, data, args.latency_repeats) if args.latency_repeats else None
+    return name, {
+        "benchmark": "text_generation",
+        "data": args.data,
+        "dataset_name": data.info.name,
+        "condition": args.condition,
+        "preset": args.preset,
+        "lora_rank": args.lora_rank,
+        "minutes_budget": args.minutes,
+        "model": args.model,
+        "temperature": args.temperature,
+        "train_seconds": None if train_seconds is None else round(train_seconds, 1),
+        "train_steps": None if budget is None else budget.steps,
+        "batch_size": args.batch_size,
+        "parameters": model.count_params(),
+        "trainable_parameters": sum(int(w.numpy().size) for w in model.trainable_weights),
+        "last_epoch_metrics": last,
+        "judge": judge_meta,
+        "user_encoder": user_encoder_meta,
+        "evaluation": evaluation,
+        "eval_seconds": eval_seconds,
+        "latency": latency,
+    }
+
+
+def train_model(args, data):
+    """A new generator trained for ``--minutes``: ``(model, user encoder meta, budget, seconds,
+    last epoch's metrics)``."""
     user_encoder, user_encoder_meta = user_encoder_for(args, data)
     model = ConditionalTextGenerator.from_dataset(
         data,
@@ -106,35 +150,9 @@ def run(args):
         callbacks=[budget],
         verbose=2 if args.verbose else 0,
     )
-    train_seconds = time.perf_counter() - start
-    name = f"text_{args.condition}" + ("" if data.info.name == "shapes" else f"_{data.info.name}")
-    if args.preset:
-        name += "_pretrained"
-    model.save(os.path.join(args.out_dir, f"{name}.keras"))
-    start = time.perf_counter()
-    evaluation = evaluate_text_model(model, data, judge, seed=args.seed)
-    eval_seconds = round(time.perf_counter() - start, 1)
-    latency = serving_latency(model, data, args.latency_repeats) if args.latency_repeats else None
-    return name, {
-        "benchmark": "text_generation",
-        "data": args.data,
-        "dataset_name": data.info.name,
-        "condition": args.condition,
-        "preset": args.preset,
-        "lora_rank": args.lora_rank,
-        "minutes_budget": args.minutes,
-        "train_seconds": round(train_seconds, 1),
-        "train_steps": budget.steps,
-        "batch_size": args.batch_size,
-        "parameters": model.count_params(),
-        "trainable_parameters": sum(int(w.numpy().size) for w in model.trainable_weights),
-        "last_epoch_metrics": {k: round(float(v[-1]), 4) for k, v in history.history.items()},
-        "judge": judge_meta,
-        "user_encoder": user_encoder_meta,
-        "evaluation": evaluation,
-        "eval_seconds": eval_seconds,
-        "latency": latency,
-    }
+    seconds = time.perf_counter() - start
+    last = {k: round(float(v[-1]), 4) for k, v in history.history.items()}
+    return model, user_encoder_meta, budget, seconds, last
 
 
 def serving_latency(model, data, repeats) -> dict:
@@ -272,6 +290,15 @@ def main(argv=None):
         type=int,
         default=50,
         help="batch-1 generate_text calls timed in-process and through `mmrec serve` (0: skip)",
+    )
+    parser.add_argument(
+        "--model", help="evaluate this saved ConditionalTextGenerator (.keras) instead of training"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="user conditions: divides the preference logits (below 1: each user's favourites)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", default="benchmarks/results")

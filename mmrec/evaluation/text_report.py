@@ -50,8 +50,12 @@ def perplexity_report(model, data, split="test", batch_size=512) -> dict:
 
     The baselines (`NGramLanguageModel`, Jelinek-Mercer smoothed) are fitted on the
     train split's targets, tokenised as the model tokenises them, and predict the
-    same tokens (each after the start token, the end token included).
+    same tokens (each after the start token, the end token included). A model
+    loaded without its compile state (``compile=False``) is compiled with its
+    defaults: the perplexity is a metric of ``evaluate``.
     """
+    if not model.compiled:
+        model.compile()
     held_out = data.generation_pairs(split, batch_size=batch_size)
     scores = model.evaluate(held_out, verbose=0, return_dict=True)
     train = token_sequences(model, data, "train", batch_size)
