@@ -164,6 +164,24 @@ def vae_encoder(m):
     return Case(network, inputs, ((2, 4), (2, 4)))
 
 
+def spectrogram_generator(m):
+    network = m.SpectrogramGenerator(12, 9, condition_dim=6, latent_dim=4, filters=(8, 4, 4))
+    inputs = {
+        "noise": RNG.normal(size=(BATCH, 4)).astype("float32"),
+        "condition": RNG.normal(size=(BATCH, 6)).astype("float32"),
+    }
+    return Case(network, inputs, (2, 12, 9))
+
+
+def spectrogram_encoder(m):
+    network = m.SpectrogramEncoder(16, 9, condition_dim=6, latent_dim=4, filters=(4, 8))
+    inputs = {
+        "spectrogram": RNG.uniform(-1, 1, (BATCH, 16, 9)).astype("float32"),
+        "condition": RNG.normal(size=(BATCH, 6)).astype("float32"),
+    }
+    return Case(network, inputs, ((2, 4), (2, 4)))
+
+
 def attribute_conditioner(m):
     network = m.AttributeConditioner({"shape": ["circle", "star"], "size": 3}, embedding_dim=4)
     inputs = {"label_shape": np.array([1, 0], "int32"), "label_size": np.array([2, 0], "int32")}
@@ -219,6 +237,8 @@ NETWORKS = [
     ("mmrec.models.image_networks", generator),
     ("mmrec.models.image_networks", discriminator),
     ("mmrec.models.image_networks", vae_encoder),
+    ("mmrec.models.audio_networks", spectrogram_generator),
+    ("mmrec.models.audio_networks", spectrogram_encoder),
     ("mmrec.models.conditioning.attributes", attribute_conditioner),
     ("mmrec.models.conditioning.user", preference_model),
     ("mmrec.models.conditioning.explanation", explanation_conditioner),

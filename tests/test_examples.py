@@ -153,3 +153,30 @@ def test_text_generation_notebook_describes_personalises_explains_and_exports(ti
     assert 0.0 <= faithful <= 1.0
     assert text.count("\nserved: ") == 2  # the exported signature wrote one text per row
     assert os.path.exists(os.path.join(tiny["MMREC_EXAMPLE_EXPORTS"], "notebook_text", "1"))
+
+
+@pytest.mark.slow
+def test_multimodal_item_notebook_judges_exports_and_displays_an_item(tiny, tmp_path):
+    with open(os.path.join(EXAMPLES, "multimodal_item.ipynb")) as f:
+        notebook = nbformat.read(f, as_version=4)
+    assert not [c for c in notebook.cells if c.get("outputs")]  # saved with outputs cleared
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+    )
+    client.execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "attributes each judge reads:" in text and "hit_rate_held_out_items: " in text
+    assert text.count("\nserved: {'shape': ") == 2  # one item per row of the signature
+    assert os.path.exists(os.path.join(tiny["MMREC_EXAMPLE_EXPORTS"], "notebook_item", "1"))
+    # It ends by showing the item: the history and sampled attributes, the picture, the
+    # description and a player for the sound.
+    shown = [o for o in outputs if o.output_type == "display_data"]
+    assert [sorted(o.data) for o in shown][-4:] == [
+        ["text/markdown", "text/plain"],
+        ["image/png", "text/plain"],
+        ["text/markdown", "text/plain"],
+        ["text/html", "text/plain"],
+    ]
+    assert "<audio" in shown[-1].data["text/html"] and "sampled:" in shown[-4].data["text/markdown"]

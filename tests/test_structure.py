@@ -32,6 +32,7 @@ NETWORK_MODULES = [
     "mmrec/models/attributes.py",
     "mmrec/models/losses.py",
     "mmrec/models/image_networks.py",
+    "mmrec/models/audio_networks.py",
     "mmrec/models/conditioning/base.py",
     "mmrec/models/conditioning/attributes.py",
     "mmrec/models/conditioning/user.py",

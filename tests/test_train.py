@@ -260,8 +260,8 @@ def test_generate_writes_a_grid_per_user_or_attribute_set(gan_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_quickstart_reuses_finished_runs_then_writes_grids_and_exports(
-    data_dir, runs_dir, rec_run, judge_run, gan_run, vae_run, tmp_path
+def test_quickstart_reuses_finished_runs_then_writes_grids_items_and_exports(
+    data_dir, runs_dir, rec_run, judge_run, gan_run, tmp_path
 ):
     exports = str(tmp_path / "savedmodels")
     status, stdout, stderr = run_cli(
@@ -269,25 +269,37 @@ def test_quickstart_reuses_finished_runs_then_writes_grids_and_exports(
     )
     assert status == 0, stderr
     assert "at most 10 minutes on 2 CPU cores" in stdout
-    assert stdout.count("reusing the finished run") == 4
+    assert stdout.count("reusing the finished run") == 3  # recommender, judge, cGAN
     summary = read_json(os.path.join(runs_dir, "summary.json"))
-    for kind, name in (("recommender", "rec"), ("gan", "cgan"), ("vae", "vae")):
+    for kind, name in (("recommender", "rec"), ("gan", "cgan"), ("text", "text"), ("item", "item")):
         assert summary["exports"][kind] == os.path.join(exports, f"quickstart_{name}", "1")
         assert os.path.exists(os.path.join(summary["exports"][kind], "saved_model.pb"))
     # The text generator (trained here: smoke settings), conditioned on users too.
-    assert summary["exports"]["text"] == os.path.join(exports, "quickstart_text", "1")
     assert read_json(os.path.join(runs_dir, "text", "config.json"))["config"]["condition"] == "user"
     with open(os.path.join(exports, "models.config")) as f:
-        assert {"quickstart_cgan", "quickstart_text"} <= set(re.findall(r'name: "(\w+)"', f.read()))
+        names = set(re.findall(r'name: "(\w+)"', f.read()))
+    assert {"quickstart_cgan", "quickstart_text", "quickstart_item"} <= names
+    # Complete items: the run judges were reused, the consistency report and the gallery.
+    item = os.path.join(runs_dir, "item")
+    assert sorted(os.listdir(os.path.join(item, "judges"))) == [
+        "audio.keras",
+        "image.keras",
+        "text.keras",
+    ]
+    assert summary["item"]["num_items"] == 16
+    assert summary["gallery"] == os.path.join(item, "gallery", "index.html")
+    with open(summary["gallery"]) as f:
+        assert f.read().count("<audio") == 8  # 4 users × 2 items
     assert len(summary["sample_grids"]) == 4
     with open(os.path.join(runs_dir, "samples", "descriptions.txt")) as f:
         descriptions = f.read().splitlines()
     for (user, grid), line in zip(summary["sample_grids"].items(), descriptions, strict=True):
-        assert png_shape(grid["path"]) == (3 * 34 + 2, 8 * 34 + 2, 3)  # real, cGAN, VAE rows
+        assert png_shape(grid["path"]) == (2 * 34 + 2, 8 * 34 + 2, 3)  # real, cGAN rows
         assert grid["likes"]["colour"] and grid["likes"]["shape"]
         assert grid["description"] and line == f"user {user}: {grid['description']}"
     for words in ("Recommendation (full-catalogue ranking", "personalisation hit-rate", "Next:"):
         assert words in stdout
+    assert "Complete items for users" in stdout and "--html gallery/" in stdout
 
     # The exported generator answers through its serving signature.
     out = str(tmp_path / "exported.png")

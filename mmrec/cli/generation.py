@@ -36,9 +36,13 @@ def add_commands(commands) -> None:
             "serves). One row per user, prompt or attribute set; --num images per row. "
             "A ConditionalTextGenerator (--run, a run folder of `mmrec train text`) prints "
             "--num descriptions per user or attribute set instead, one per line (--out: "
-            "also write them to that text file). Which of --users, --text and --attributes "
-            "a model takes depends on what it is conditioned on; attribute values are "
-            "class names or ids."
+            "also write them to that text file). A complete-item generator (--run, an "
+            "item folder of `mmrec item` or the quick start's runs/quickstart/item) writes "
+            "--num items per user or attribute set, each as PNG, TXT and WAV, into the "
+            "folder --out, or a gallery page with --html DIR (per user: their history, "
+            "then the items with an audio player and the judges' verdicts). Which of "
+            "--users, --text and --attributes a model takes depends on what it is "
+            "conditioned on; attribute values are class names or ids."
         ),
     )
     source = generate.add_mutually_exclusive_group(required=True)
@@ -47,7 +51,7 @@ def add_commands(commands) -> None:
         dest="run_folder",
         default=None,
         metavar="RUN",
-        help="a gan/vae/text run folder (or its .keras)",
+        help="a gan/vae/text run folder, or an item folder (or their .keras)",
     )
     source.add_argument(
         "--export", default=None, metavar="DIR", help="an exported generator, savedmodels/NAME"
@@ -89,9 +93,53 @@ def add_commands(commands) -> None:
     )
     generate.add_argument("--seed", type=int, default=0, help="noise seed")
     generate.add_argument(
-        "--out", default=None, help="the PNG file to write (text models: an optional .txt)"
+        "--out",
+        default=None,
+        help="the PNG file to write (text models: an optional .txt; item generators: a folder)",
+    )
+    generate.add_argument(
+        "--html",
+        default=None,
+        metavar="DIR",
+        help="item generators: write a gallery page DIR/index.html for --users (open it in a "
+        "browser; no server needed)",
     )
     generate.set_defaults(run=generate_images)
+
+    item = commands.add_parser(
+        "item",
+        help="assemble a complete-item generator (image + text + sound) from three runs, "
+        "judge it, write its gallery",
+        description=(
+            "Put an image run (mmrec train gan|vae), a text run (mmrec train text) and an "
+            "audio run (mmrec train audio) behind one MultimodalItemGenerator: for a user it "
+            "samples ONE attribute set from the user's predicted preferences (a "
+            "user-conditioned run's preference head) and drives all three with it. Trains "
+            "the text and audio judges (and the image judge unless --judge), measures "
+            "cross-modal consistency and personalisation on --users test users, and writes "
+            "OUT/model.keras, OUT/judges/, OUT/metrics.json and OUT/gallery/index.html. "
+            "Then: mmrec generate --run OUT --users 1,2 --html DIR; mmrec export --model OUT."
+        ),
+    )
+    item.add_argument("--image", required=True, metavar="RUN", help="a gan/vae run folder")
+    item.add_argument("--text", required=True, metavar="RUN", help="a text run folder")
+    item.add_argument("--audio", required=True, metavar="RUN", help="an audio run folder")
+    item.add_argument("--out", required=True, metavar="DIR", help="the item folder to write")
+    item.add_argument("--data", default=None, help="the dataset (default: the image run's)")
+    item.add_argument(
+        "--judge", default=None, metavar="RUN", help="an image judge run to reuse (else trained)"
+    )
+    item.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="divides the preference logits before sampling (below 1: each user's favourites)",
+    )
+    item.add_argument(
+        "--users", type=positive_int, default=200, help="test users in the consistency report"
+    )
+    item.add_argument("--seed", type=int, default=0)
+    item.set_defaults(run=assemble_item_command)
 
 
 def condition_options(
@@ -175,13 +223,24 @@ def attribute_inputs(text, classes=None, names=None) -> dict:
 
 def generate_images(args) -> int:
     from mmrec.models import ConditionalGAN, ConditionalVAE
+    from mmrec.models.item_generation import MultimodalItemGenerator
     from mmrec.models.text_generation import ConditionalTextGenerator
     from mmrec.training import samples
 
+    if args.html is not None and not args.run_folder:
+        raise UsageError("--html writes the gallery of an item generator: give --run ITEM.")
     if args.run_folder:
         model = load_model(
-            args.run_folder, (ConditionalGAN, ConditionalVAE, ConditionalTextGenerator)
+            args.run_folder,
+            (ConditionalGAN, ConditionalVAE, ConditionalTextGenerator, MultimodalItemGenerator),
         )
+        if isinstance(model, MultimodalItemGenerator):
+            return _generate_items(model, args)
+        if args.html is not None:
+            raise UsageError(
+                f"--html writes the gallery of an item generator; '{args.run_folder}' holds a "
+                f"{type(model).__name__}: use --out."
+            )
         conditioning = model.conditioning
         accepted = condition_options(conditioning.serving_inputs(), conditioning.takes_labels)
         where = f"'{args.run_folder}' is conditioned on {model.condition}"
@@ -220,6 +279,71 @@ def generate_images(args) -> int:
     rows = len(next(iter(conditions.values()))) if isinstance(conditions, dict) else len(conditions)
     print(f"wrote {args.out} ({rows} row(s) × {args.num} images)")
     return 0
+
+
+def _generate_items(model, args) -> int:
+    """``--html DIR``: the gallery of ``--users``; ``--out DIR``: PNG, TXT and WAV per item."""
+    from mmrec.data import load
+    from mmrec.training.items import item_gallery, load_item_judges, write_item_files
+
+    option = _given_option(args)
+    accepted = (["--users"] if model.takes_users else []) + ["--attributes"]
+    where = "A complete-item generator takes users or attributes"
+    check_option(option, accepted, where)
+    if args.html is not None:
+        if args.users is None:
+            raise UsageError("--html shows users: give --users IDS.")
+        data = load(_dataset_path(args))
+        judges = load_item_judges(args.run_folder) if os.path.isdir(args.run_folder) else {}
+        with usage_errors():
+            page = item_gallery(model, data, args.html, args.users, judges, args.num, args.seed)
+        print(f"wrote {page} ({len(args.users)} user(s) × {args.num} items)")
+        return 0
+    if args.out is None:
+        raise UsageError("Give --out DIR (a PNG, TXT and WAV per item) or --html DIR.")
+    if args.users is not None:
+        conditions, names = _histories_or_prompts(args), [f"user{u}" for u in args.users]
+    else:
+        from mmrec.training import samples
+
+        with usage_errors():
+            conditions = samples.parse_attributes(args.attributes)
+        names = None
+    with usage_errors():
+        items = model.generate_item(conditions, num=args.num, seed=args.seed)
+    count = len(items["text"]) // args.num
+    names = names or [f"attributes{c}" for c in range(count)]
+    prefixes = [f"{name}_{j}" for name in names for j in range(args.num)]
+    written = write_item_files(args.out, items, prefixes, model.sample_rate)
+    print(f"wrote {len(written)} files to {args.out} ({len(prefixes)} items: PNG, TXT, WAV)")
+    return 0
+
+
+def assemble_item_command(args) -> int:
+    from mmrec.data import load
+    from mmrec.training.items import assemble_items
+    from mmrec.training.reports import item_table
+
+    data = load(args.data or run_dataset(args.image) or _missing_data())
+    with usage_errors():
+        report = assemble_items(
+            data,
+            args.out,
+            args.image,
+            args.text,
+            args.audio,
+            judge=args.judge,
+            temperature=args.temperature,
+            num_users=args.users,
+            seed=args.seed,
+        )
+    print(item_table(report))
+    print(f"\nwrote {args.out}/ (model.keras, judges/, metrics.json); gallery: {report['gallery']}")
+    return 0
+
+
+def _missing_data():
+    raise UsageError("Give --data DIR: the dataset the runs were trained on.")
 
 
 def _print_texts(model, conditions, args) -> int:

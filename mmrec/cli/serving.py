@@ -34,10 +34,11 @@ def _add_export(commands) -> None:
         "export",
         help="export a saved model (.keras) as a TF Serving SavedModel version",
         description=(
-            "Export a saved Recommender, ConditionalGAN, ConditionalVAE or "
-            "ConditionalTextGenerator (.keras or run "
-            "folder) to BASE_DIR/NAME/VERSION/ with named signatures, in-graph tokenisation "
-            "and warm-up requests; check it in a fresh TensorFlow + tensorflow-text process; "
+            "Export a saved Recommender, ConditionalGAN, ConditionalVAE, "
+            "ConditionalTextGenerator, ConditionalAudioGenerator or MultimodalItemGenerator "
+            "(.keras, run folder or item folder) to BASE_DIR/NAME/VERSION/ with named "
+            "signatures, in-graph tokenisation and warm-up requests; check it in a fresh "
+            "TensorFlow + tensorflow-text process; "
             "publish it atomically and list it in BASE_DIR/models.config."
         ),
     )
@@ -103,7 +104,10 @@ def _add_predict(commands) -> None:
             "text (e.g. a MovieLens title). A generator writes the images for --history, "
             "--text or --attributes (whichever its generate_image signature takes) to --png; "
             "a text generator prints --count descriptions (its generate_text signature), one "
-            "per line. A served model knows attribute ids only: --data DATASET resolves "
+            "per line. A complete-item generator (generate_item) writes, per item, its PNG, "
+            "TXT and WAV into --out DIR and prints the sampled attributes and the text; an "
+            "audio generator (generate_audio) writes WAVs there. A served model knows "
+            "attribute ids only: --data DATASET resolves "
             "class names."
         ),
     )
@@ -146,17 +150,31 @@ def _add_predict(commands) -> None:
         "--count", type=positive_int, default=1, help="images (or descriptions) to generate"
     )
     predict.add_argument("--png", default=None, help="write generated images to this PNG")
+    predict.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="item (and audio) generators: write seed<N>.png, .txt and .wav per item here",
+    )
     predict.set_defaults(run=predict_remote)
 
 
 def export_model(args) -> int:
     from mmrec.export import export_saved_model
     from mmrec.models import ConditionalGAN, ConditionalVAE, Recommender
+    from mmrec.models.audio_generation import ConditionalAudioGenerator
+    from mmrec.models.item_generation import MultimodalItemGenerator
     from mmrec.models.text_generation import ConditionalTextGenerator
 
-    model = load_model(
-        args.model, (Recommender, ConditionalGAN, ConditionalVAE, ConditionalTextGenerator)
+    exportable = (
+        Recommender,
+        ConditionalGAN,
+        ConditionalVAE,
+        ConditionalTextGenerator,
+        ConditionalAudioGenerator,
+        MultimodalItemGenerator,
     )
+    model = load_model(args.model, exportable)
     with usage_errors():  # a taken version, an op TF Serving lacks, outputs that differ
         path = export_saved_model(
             model,
@@ -210,9 +228,14 @@ def predict_remote(args) -> int:
         if "generate_text" in signatures:
             inputs = set(signatures["generate_text"].get("inputs", {})) - {"seed"}
             return _generate_text(client, args, inputs)
+        for name in ("generate_item", "generate_audio"):
+            if name in signatures:
+                inputs = set(signatures[name].get("inputs", {})) - {"seed"}
+                return _generate_files(client, args, inputs, name)
         raise UsageError(
-            f"Model '{args.model}' has no 'recommend', 'generate_image' or 'generate_text' "
-            f"signature (it has {sorted(signatures)}); --png needs an image generator."
+            f"Model '{args.model}' has no 'recommend', 'generate_image', 'generate_text', "
+            f"'generate_audio' or 'generate_item' signature (it has {sorted(signatures)}); "
+            "--png needs an image generator."
         )
     except ServingError as e:
         raise UsageError(f"{args.server} answered {e.code}: {e.message}") from e
@@ -390,6 +413,60 @@ def _generate_text(client, args, input_names) -> int:
     for text in out["text"]:
         print(text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text))
     return 0
+
+
+# What generate_item and generate_audio answer, written as files: output → extension.
+MEDIA_OUTPUTS = {"image_png_bytes": "png", "text": "txt", "audio_wav_bytes": "wav"}
+
+
+def _generate_files(client, args, input_names, signature) -> int:
+    """``generate_item`` (PNG, TXT and WAV per item) or ``generate_audio`` (WAV) → ``--out``."""
+    what = "items" if signature == "generate_item" else "sounds"
+    if args.out is None or args.png is not None:
+        raise UsageError(f"Model '{args.model}' generates {what}: give --out DIR (not --png).")
+    if args.history_keys is not None:
+        raise UsageError("--history-keys is for recommenders; a generator takes --history (ids).")
+    classes = None
+    if args.data is not None:
+        from mmrec.data import DatasetInfo
+
+        classes = DatasetInfo.read(args.data).attributes
+    inputs = generate_image_request(
+        input_names, args.history, args.text, args.attributes, classes, args.seed, args.count
+    )
+    out = client.predict(args.model, inputs, signature, args.version)
+    written = write_media_files(args.out, out, [f"seed{s}" for s in inputs["seed"]])
+    names = attribute_names(out)
+    for row, seed in enumerate(inputs["seed"]):
+        sampled = ", ".join(f"{n}={int(out[label_key(n)][row])}" for n in names)
+        text = out.get("text")
+        line = "" if text is None else _decoded(text[row])
+        print(f"seed {seed}: {sampled}  {line}".rstrip())
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0
+
+
+def write_media_files(folder, outputs, prefixes) -> list[str]:
+    """A generate_item/generate_audio response → ``<prefix>.png|.txt|.wav`` in ``folder``."""
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for output, extension in MEDIA_OUTPUTS.items():
+        if output not in outputs:
+            continue
+        for prefix, value in zip(prefixes, outputs[output]):
+            path = os.path.join(folder, f"{prefix}.{extension}")
+            if extension == "txt":
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(_decoded(value) + "\n")
+            else:
+                with open(path, "wb") as f:
+                    f.write(bytes(value))
+            written.append(path)
+    return written
+
+
+def _decoded(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _write_png_strip(pngs, path: str) -> None:

@@ -50,10 +50,13 @@ EVALUATE_DESCRIPTION = (
 
 QUICKSTART_DESCRIPTION = (
     "Synthesise the shapes benchmark (if --data has none), train the recommender, "
-    "the user-conditioned cGAN, VAE and text generator with the tiny configs, evaluate "
-    "them (ranking table with baselines; the judges' verdicts on generated images and "
-    "descriptions), write a sample grid and a description per user, export SavedModels "
-    "for TF Serving to --export-dir "
+    "the user-conditioned cGAN and text generator and an audio generator with the tiny "
+    "configs, put them behind one complete-item generator (a picture, a description and "
+    "a sound of one attribute set sampled from the user's preferences), evaluate them "
+    "(ranking table with baselines; the judges' verdicts on generated images, "
+    "descriptions, sounds and their consistency), write a gallery page of complete items "
+    "(runs/quickstart/item/gallery/index.html), a sample grid and a description per "
+    "user, export SavedModels for TF Serving to --export-dir "
     "(validated in a fresh TensorFlow process) and print a summary. At most 10 "
     "minutes on 2 CPU cores. Run again to reuse what is finished (and resume what "
     "was interrupted)."

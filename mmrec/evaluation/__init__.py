@@ -1,6 +1,15 @@
-"""mmrec evaluation: ranking metrics, the baselines to beat, the judges of generated images
-and text."""
+"""mmrec evaluation: ranking metrics, the baselines to beat, the judges of generated images,
+text and sounds."""
 
+from mmrec.evaluation.audio import (
+    AudioJudge,
+    audio_held_out_accuracy,
+    audio_personalisation_report,
+    evaluate_audio_generation,
+    frechet_audio_judge_distance,
+    real_reference_halves,
+    train_audio_judge,
+)
 from mmrec.evaluation.baselines import (
     EASEBaseline,
     ItemKNNBaseline,
@@ -16,6 +25,11 @@ from mmrec.evaluation.generation import (
     frechet_distance,
     kernel_distance,
     train_judge,
+)
+from mmrec.evaluation.items import (
+    consistency_report,
+    evaluate_item_generation,
+    judge_items,
 )
 from mmrec.evaluation.metrics import ndcg_at_k, recall_at_k
 from mmrec.evaluation.personalisation import (
@@ -42,6 +56,16 @@ from mmrec.evaluation.text import (
 
 __all__ = [
     "AttributeJudge",
+    "AudioJudge",
+    "consistency_report",
+    "evaluate_item_generation",
+    "judge_items",
+    "audio_held_out_accuracy",
+    "audio_personalisation_report",
+    "evaluate_audio_generation",
+    "frechet_audio_judge_distance",
+    "real_reference_halves",
+    "train_audio_judge",
     "BASELINES",
     "EASEBaseline",
     "ItemKNNBaseline",

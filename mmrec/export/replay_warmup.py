@@ -14,8 +14,8 @@ links — plus the pure-protobuf `tensorflow_serving.apis` messages, then:
    records) through its signature;
 3. compares every output with what the in-memory model returned (``EXPECTED``:
    key ``"<request index>:<output name>"``): floats with `np.allclose`, PNG
-   bytes (outputs ending in ``_bytes``) decoded to within one 8-bit level,
-   everything else exactly.
+   and WAV bytes (outputs ending in ``_bytes``) decoded and compared to within
+   one 8-bit level (PNG) or a few 16-bit steps (WAV), everything else exactly.
 
 It prints one JSON line: ``{"ok": bool, "error": str, "requests": int, ...}``.
 """
@@ -76,15 +76,20 @@ def check_ops(path):
     return problems
 
 
+def _same_media(a, b):
+    """PNG bytes within one 8-bit level, WAV bytes within a few 16-bit steps."""
+    if a[:4] == b"RIFF" and b[:4] == b"RIFF":
+        a, b = tf.audio.decode_wav(a).audio.numpy(), tf.audio.decode_wav(b).audio.numpy()
+        return a.shape == b.shape and np.abs(a - b).max(initial=0) <= 4 / 32767
+    a, b = tf.io.decode_png(a).numpy(), tf.io.decode_png(b).numpy()
+    return a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max(initial=0) <= 1
+
+
 def _same(name, got, expected):
     if name.endswith("_bytes"):
         if got.shape != expected.shape:
             return False
-        for a, b in zip(got.reshape(-1), expected.reshape(-1)):
-            a, b = tf.io.decode_png(a).numpy(), tf.io.decode_png(b).numpy()
-            if a.shape != b.shape or np.abs(a.astype(int) - b.astype(int)).max(initial=0) > 1:
-                return False
-        return True
+        return all(_same_media(a, b) for a, b in zip(got.reshape(-1), expected.reshape(-1)))
     if got.dtype.kind == "f":
         return got.shape == expected.shape and np.allclose(got, expected, rtol=1e-4, atol=1e-5)
     return got.shape == expected.shape and np.array_equal(got, expected)

@@ -1,19 +1,21 @@
 """Serving signatures: the named functions an exported mmrec SavedModel answers.
 
 Where it sits in the data flow: between a trained model (`Recommender`,
-`ConditionalGAN`, `ConditionalVAE`, `ConditionalTextGenerator` or any functional
-`keras.Model`) and `mmrec.export.export_saved_model`, which registers these
-functions with `keras.export.ExportArchive`. Each `Endpoint` is one signature:
-a function of a dict of named tensors returning a dict of named tensors, its
-input specs (whose names become the signature's input names), and a small
-example request used as warm-up record and for validation.
+`ConditionalGAN`, `ConditionalVAE`, `ConditionalTextGenerator`,
+`ConditionalAudioGenerator` or any functional `keras.Model`) and
+`mmrec.export.export_saved_model`, which registers these functions with
+`keras.export.ExportArchive`. Each `Endpoint` is one signature: a function of a
+dict of named tensors returning a dict of named tensors, its input specs (whose
+names become the signature's input names), and a small example request used as
+warm-up record and for validation.
 
 Everything here runs inside the exported graph, so it uses only TensorFlow and
 tensorflow-text ops (TF Serving runs no Python): text is tokenised in the graph,
 PNG bytes are encoded with `tf.io.encode_png`, generated token ids are
-detokenised with tensorflow-text, and generator noise (and a text generator's
-sampling) is drawn with stateless random ops from a per-row seed, so that one
-request always gives the same images and texts.
+detokenised with tensorflow-text, spectrograms become waveforms by Griffin-Lim
+(``tf.signal``) and WAV bytes with `tf.audio.encode_wav`, and generator noise
+(and a text generator's sampling) is drawn with stateless random ops from a
+per-row seed, so that one request always gives the same images, texts and sounds.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ from keras import ops
 from mmrec.layers.preprocessing import TextTokenizer
 from mmrec.layers.user import PAD_ID
 from mmrec.models.attributes import label_key, num_classes
+from mmrec.models.audio_generation import ConditionalAudioGenerator
 from mmrec.models.image_generation import ConditionalImageModel
+from mmrec.models.item_generation import MultimodalItemGenerator
 from mmrec.models.recommender import Recommender, top_k_excluding
+from mmrec.models.seeding import seeded_categorical, seeded_noise
 from mmrec.models.text_generation import ConditionalTextGenerator
 
 
@@ -66,11 +71,18 @@ def build_endpoints(model, k=10):
     if isinstance(model, ConditionalTextGenerator):
         tokenizer = model.tokenizer if isinstance(model.tokenizer, TextTokenizer) else None
         return text_generator_endpoints(model), _vocabulary(tokenizer)
+    if isinstance(model, ConditionalAudioGenerator):
+        return audio_generator_endpoints(model), None
+    if isinstance(model, MultimodalItemGenerator):
+        tokenizer = model.text_generator.tokenizer
+        tokenizer = tokenizer if isinstance(tokenizer, TextTokenizer) else None
+        return item_generator_endpoints(model), _vocabulary(tokenizer)
     if isinstance(model, keras.Model) and getattr(model, "inputs", None):  # functional
         return [functional_endpoint(model)], None
     raise ValueError(
         "Expected a Recommender, a ConditionalGAN, a ConditionalVAE, a "
-        "ConditionalTextGenerator or a functional "
+        "ConditionalTextGenerator, a ConditionalAudioGenerator, a "
+        "MultimodalItemGenerator or a functional "
         f"keras.Model with named inputs. Received: {type(model).__name__}"
     )
 
@@ -287,35 +299,6 @@ def detokenize(ids, vocabulary):
 # --- generators ---------------------------------------------------------------------------
 
 
-def seeded_noise(seeds, dim):
-    """Standard normal noise ``float32 [B, dim]``, row i drawn from ``seeds[i]`` alone.
-
-    Stateless (``tf.random.stateless_normal`` with seed ``[seeds[i], 0]``): the same
-    seed gives the same noise whatever else is in the batch, in the graph and eagerly.
-    """
-    seeds = tf.cast(seeds, tf.int64)
-    return tf.map_fn(
-        lambda s: tf.random.stateless_normal([dim], seed=tf.stack([s, tf.constant(0, tf.int64)])),
-        seeds,
-        fn_output_signature=tf.float32,
-    )
-
-
-def seeded_categorical(seeds, logits, stream):
-    """One class id per row from ``logits [B, C]`` (Gumbel-max), row i from ``seeds[i]``."""
-    seeds = tf.cast(seeds, tf.int64)
-    classes = logits.shape[-1]
-    uniform = tf.map_fn(
-        lambda s: tf.random.stateless_uniform(
-            [classes], seed=tf.stack([s, tf.constant(stream, tf.int64)]), minval=1e-7, maxval=1.0
-        ),
-        seeds,
-        fn_output_signature=tf.float32,
-    )
-    gumbel = -tf.math.log(-tf.math.log(uniform))
-    return tf.cast(tf.argmax(_float32(logits) + gumbel, axis=-1), tf.int32)
-
-
 def encode_png(images):
     """Images in [-1, 1] ``[B, H, W, 3]`` → PNG bytes ``tf.string [B]`` (rounded to 8 bits)."""
     pixels = tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
@@ -338,10 +321,17 @@ def checked_condition(conditioning, inputs):
     ``label_<attribute>`` ids outside ``[0, classes)`` fail the request with a
     message that names the range.
     """
+    return checked_inputs(
+        inputs, conditioning.attributes, getattr(conditioning, "history_length", None)
+    )
+
+
+def checked_inputs(inputs, attributes, history_length=None):
+    """`checked_condition` for any model: ``attributes`` (name → classes or vocabulary)."""
     out = dict(inputs)
     if "history" in out:
-        out["history"] = fit_history(out["history"], getattr(conditioning, "history_length", None))
-    for name, classes in num_classes(conditioning.attributes).items():
+        out["history"] = fit_history(out["history"], history_length)
+    for name, classes in num_classes(attributes).items():
         if label_key(name) in out:
             ids = tf.cast(out[label_key(name)], tf.int32)
             valid = tf.reduce_all((ids >= 0) & (ids < classes))
@@ -426,6 +416,107 @@ def text_generator_endpoints(model):
         return {**sampled, "text": text}
 
     return [Endpoint("generate_text", generate_text, specs, example)]
+
+
+# WAV outputs end in "_bytes", as PNG outputs do: TF Serving's REST API base64-encodes
+# only the outputs whose alias ends in "_bytes"; other strings go out as JSON text,
+# which binary data does not survive.
+WAV_OUTPUT = "audio_wav_bytes"
+PNG_OUTPUT = "image_png_bytes"
+
+
+def encode_wav(sounds, sample_rate):
+    """Waveforms float32 ``[B, samples]`` in [-1, 1] → 16-bit PCM mono WAV ``tf.string [B]``."""
+    return tf.map_fn(
+        lambda sound: tf.audio.encode_wav(sound[:, None], sample_rate),
+        tf.clip_by_value(sounds, -1.0, 1.0),
+        fn_output_signature=tf.string,
+    )
+
+
+def audio_generator_endpoints(model):
+    """``generate_audio`` for a `ConditionalAudioGenerator`.
+
+    Inputs, one row per sound (every input has the same first dimension B), as
+    for ``generate_image``: the condition's served inputs (``label_<attribute>``
+    int32 ``[B]`` for attributes, ``history`` int32 ``[B, L]`` padded with -1 for
+    users) and ``seed`` int64 ``[B]``: row i's noise (and what the conditioning
+    samples, e.g. a user's attributes) depends on ``seed[i]`` only;
+    ``model.generate(condition, num, seed=s)`` makes, for row i, the sound this
+    signature makes for ``seed = s + i`` (for a user, given the attributes it sampled).
+
+    Outputs: ``audio`` float32 ``[B, samples]`` in [-1, 1] (the generator's
+    spectrogram, inverted by Griffin-Lim in the graph), ``audio_wav_bytes`` tf.string
+    ``[B]`` (16-bit PCM mono WAV at the model's sample rate), plus what the
+    conditioning sampled (users: ``label_<attribute>`` int32 ``[B]``). Attribute
+    ids out of range and malformed histories fail the request with a message that
+    names the valid range.
+    """
+    conditioning = model.conditioning
+    specs, example = condition_inputs(conditioning)
+    specs["seed"] = _spec([None], tf.int64, "seed")
+    example["seed"] = np.array([0, 1], dtype="int64")
+    sample_rate = int(model.sample_rate)
+
+    def generate_audio(inputs):
+        seeds = inputs["seed"]
+        network_inputs, sampled = resolve_condition(conditioning, inputs, seeds)
+        audio = _float32(
+            model.decode_waveforms(seeded_noise(seeds, model.latent_dim), network_inputs)
+        )
+        return {**sampled, "audio": audio, WAV_OUTPUT: encode_wav(audio, sample_rate)}
+
+    return [Endpoint("generate_audio", generate_audio, specs, example)]
+
+
+def item_generator_endpoints(model):
+    """``generate_item`` for a `MultimodalItemGenerator`: one complete item per row.
+
+    Inputs, one row per item: ``history`` int32 ``[B, L]`` padded with -1 (an item
+    generator with a preference model; L is free, the most recent items are kept)
+    or ``label_<attribute>`` int32 ``[B]`` for every attribute (one without), and
+    ``seed`` int32 ``[B]``: row i (its attributes, image noise, text sampling and
+    sound noise) depends on ``seed[i]`` only, so
+    ``model.generate_item(histories, num=1, seed=s)`` returns what this signature
+    returns for seeds ``s, s + 1, …``.
+
+    Outputs: ``image_png_bytes`` (PNG), ``text`` (UTF-8) and ``audio_wav_bytes``
+    (16-bit PCM mono WAV at the audio model's rate), tf.string ``[B]`` each, and
+    ``label_<attribute>`` int32 ``[B]``: the ONE attribute set the three were made
+    of (sampled from the user's predicted preferences, or the given ones). Binary
+    outputs end in ``_bytes`` so that TF Serving's REST API base64-encodes them.
+    """
+    takes_users = model.takes_users
+    if takes_users:
+        length = model.preference_model.history_length
+        specs = {"history": _spec([None, None], tf.int32, "history")}
+        example = {"history": np.array([[0, 1, 2], [2, PAD_ID, PAD_ID]], dtype="int32")}
+    else:
+        length = None
+        specs = {label_key(n): _spec([None], tf.int32, label_key(n)) for n in model.attributes}
+        example = {label_key(n): np.array([0, 1 % c], "int32") for n, c in _classes(model)}
+    specs["seed"] = _spec([None], tf.int32, "seed")
+    example["seed"] = np.array([0, 1], dtype="int32")
+    sample_rate = model.sample_rate
+
+    def generate_item(inputs):
+        seeds = inputs["seed"]
+        checked = checked_inputs(
+            {k: v for k, v in inputs.items() if k != "seed"}, model.attributes, length
+        )
+        items = model.sample_items(checked, seeds)
+        return {
+            **{label_key(n): items[label_key(n)] for n in model.attributes},
+            PNG_OUTPUT: encode_png(items["image"]),
+            "text": items["text"],
+            WAV_OUTPUT: encode_wav(items["audio"], sample_rate),
+        }
+
+    return [Endpoint("generate_item", generate_item, specs, example)]
+
+
+def _classes(model):
+    return num_classes(model.attributes).items()
 
 
 # --- any functional model -----------------------------------------------------------------

@@ -4,7 +4,10 @@
   (`Generator`, `Discriminator`, `VAEEncoder`) and the conditioning networks in
   `mmrec.models.conditioning`;
 * tasks (TensorFlow training steps): `Recommender`, `ConditionalGAN`, `ConditionalVAE`,
-  `ConditionalTextGenerator` (on `TextDecoder`, keras-hub layers and samplers).
+  `ConditionalTextGenerator` (on `TextDecoder`, keras-hub layers and samplers),
+  `ConditionalAudioGenerator` (on `mmrec.models.audio_networks`' `SpectrogramGenerator`
+  and `SpectrogramEncoder`, a conditional VAE; `Spectrogram`: STFT and Griffin-Lim),
+  and `MultimodalItemGenerator` (one sampled attribute set drives all three).
 
 Names are imported on first use, so that importing a network module does not
 import TensorFlow.
@@ -32,6 +35,11 @@ _LAZY = {
     "ConditionalTextGenerator": "mmrec.models.text_generation",
     "TextDecoder": "mmrec.models.text_networks",
     "PretrainedTextDecoder": "mmrec.models.pretrained_text",
+    "ConditionalAudioGenerator": "mmrec.models.audio_generation",
+    "SpectrogramGenerator": "mmrec.models.audio_networks",
+    "SpectrogramEncoder": "mmrec.models.audio_networks",
+    "Spectrogram": "mmrec.models.spectrogram",
+    "MultimodalItemGenerator": "mmrec.models.item_generation",
     "Conditioning": "mmrec.models.conditioning.base",
     "register_conditioning": "mmrec.models.conditioning.base",
 }

@@ -47,7 +47,7 @@ from mmrec.training.kinds import (  # noqa: E402
     register_run_kind,
     run_kind_names,
 )
-from mmrec.training.runner import RunResult, train  # noqa: E402
+from mmrec.training.runner import RunResult, train, train_or_reuse  # noqa: E402
 from mmrec.training.runs import load_run_model  # noqa: E402
 
 __all__ = [
@@ -67,5 +67,6 @@ __all__ = [
     "resolve_config",
     "run_kind_names",
     "train",
+    "train_or_reuse",
     "write_png",
 ]

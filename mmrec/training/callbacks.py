@@ -1,9 +1,10 @@
 """Training callbacks for the generative models: sample grids as PNG files and TensorBoard images.
 
 Where it sits in the data flow: passed to ``model.fit`` of a `ConditionalGAN` or
-`ConditionalVAE`. The grid uses *fixed* conditions and *fixed* noise (a fixed
-seed), so the images of successive epochs show what training changed, not
-what the noise changed.
+`ConditionalVAE` (`SampleGrid`), or of a `ConditionalAudioGenerator`
+(`AudioSamples`: WAV files, spectrogram PNGs, TensorBoard audio). The grid uses
+*fixed* conditions and *fixed* noise (a fixed seed), so the images of successive
+epochs show what training changed, not what the noise changed.
 """
 
 from __future__ import annotations
@@ -198,3 +199,111 @@ class TimeLimit(keras.callbacks.Callback):
         self.elapsed = time.perf_counter() - self._start
         if self.elapsed >= 60.0 * self.minutes:
             self.model.stop_training = True
+
+
+# === Sounds =====================================================================================
+
+
+def encode_wav(sound, sample_rate) -> bytes:
+    """A mono waveform in [-1, 1] → 16-bit PCM WAV bytes (``tf.audio.encode_wav``)."""
+    sound = np.clip(np.asarray(sound, "float32").reshape(-1, 1), -1.0, 1.0)
+    return tf.audio.encode_wav(sound, sample_rate).numpy()
+
+
+def spectrogram_image(spectrogram) -> np.ndarray:
+    """A normalised spectrogram ``[frames, bins]`` in [-1, 1] → a uint8 RGB image, time left to
+    right, low frequencies at the bottom (grey levels: silence black, loud white)."""
+    grey = to_uint8(np.asarray(spectrogram, "float32").T[::-1])
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def write_audio_summary(name, sounds, sample_rate, step) -> None:
+    """``tf.summary.audio(name, sounds[..., None], sample_rate, step)``, also without tensorboard.
+
+    As `write_image_summary`: without the tensorboard package the audio plugin's
+    event (a ``[k, 2]`` string tensor of WAV bytes and labels, plugin data
+    ``AudioPluginData(encoding=WAV)``) is written with core ``tf.summary.write``.
+    """
+    sounds = np.asarray(sounds, "float32")
+    if importlib.util.find_spec("tensorboard") is not None:
+        tf.summary.audio(name, sounds[..., None], sample_rate, step=step, max_outputs=len(sounds))
+        return
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "audio"
+    metadata.plugin_data.content = b"\x10\x0b"  # AudioPluginData: field 2 (encoding) = 11 (WAV)
+    wavs = [encode_wav(sound, sample_rate) for sound in sounds]
+    tensor = tf.constant([[wav, b""] for wav in wavs], dtype=tf.string)
+    tf.summary.write(name, tensor, step=step, metadata=metadata)
+
+
+def spectrogram_grid(model, sounds) -> np.ndarray:
+    """The spectrograms of ``sounds`` ``[rows, columns, samples]`` (through ``model.spectrogram``,
+    e.g. a `ConditionalAudioGenerator`'s) as one uint8 image, one row per condition."""
+    spectrograms = model.spectrogram(sounds.reshape(-1, sounds.shape[-1])).numpy()
+    images = np.stack([spectrogram_image(s) for s in spectrograms])
+    return image_grid(images.reshape(sounds.shape[:2] + images.shape[1:]))
+
+
+def write_sounds(stem, sounds, sample_rate, grid=None) -> list[str]:
+    """Writes ``<stem>.wav`` (every sound of ``[rows, columns, samples]``, row by row, 0.1 s of
+    silence after each) and, with ``grid`` (see `spectrogram_grid`), ``<stem>.png``."""
+    sounds = np.asarray(sounds, "float32")
+    sounds = sounds.reshape(-1, sounds.shape[-1])
+    silence = np.zeros((len(sounds), sample_rate // 10), "float32")
+    folder = os.path.dirname(os.fspath(stem))
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    tf.io.write_file(f"{stem}.wav", encode_wav(np.concatenate([sounds, silence], 1), sample_rate))
+    if grid is None:
+        return [f"{stem}.wav"]
+    write_png(f"{stem}.png", grid)
+    return [f"{stem}.wav", f"{stem}.png"]
+
+
+class AudioSamples(SampleGrid):
+    """Writes generated sounds every ``every`` epochs: a WAV, a spectrogram PNG, TensorBoard.
+
+    For a `ConditionalAudioGenerator`, as `SampleGrid` for the image generators:
+    each row is one condition, each column one noise seed, the same at every
+    epoch. Files are ``<directory>/epoch_<NNN>.wav`` (every sound, row by row,
+    with 0.1 s of silence after each) and ``epoch_<NNN>.png`` (their
+    spectrograms, one row per condition, time left to right); with ``log_dir``,
+    the sounds go to TensorBoard's audio tab (``"samples"``) and the spectrograms
+    to its images (``"spectrograms"``), step = epoch.
+
+    Args: as `SampleGrid`'s (``num`` sounds per condition).
+
+    Example:
+
+    >>> callback = AudioSamples({"shape": [0, 4], "colour": [0, 5], "pattern": [0, 0],
+    ...                          "size": [2, 2]}, directory="/tmp/sounds", num=2)
+    """
+
+    def sounds(self) -> np.ndarray:
+        """The current sounds ``[conditions, num, samples]`` for the fixed conditions and noise."""
+        sounds = self.model.generate(self.conditions, num=self.num, seed=self.seed)
+        return sounds[None] if sounds.ndim == 2 else sounds
+
+    def grid(self) -> np.ndarray:
+        """The spectrograms of the current sounds as one uint8 image."""
+        return spectrogram_grid(self.model, self.sounds())
+
+    def write(self, epoch) -> np.ndarray:
+        """Writes the sounds and spectrograms of ``epoch`` (0-based); returns the sounds."""
+        sounds = self.sounds()
+        rate = int(self.model.sample_rate)
+        grid = spectrogram_grid(self.model, sounds)
+        if self.directory is not None:
+            stem = os.path.join(self.directory, f"epoch_{epoch + 1:03d}")
+            self.paths += write_sounds(stem, sounds, rate, grid)
+        if self.log_dir is not None:
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(self.log_dir)
+            with self._writer.as_default():
+                write_audio_summary(
+                    "samples", sounds.reshape(-1, sounds.shape[-1]), rate, epoch + 1
+                )
+                write_image_summary("spectrograms", grid, step=epoch + 1)
+            self._writer.flush()
+        self._last_epoch = epoch
+        return sounds

@@ -1,9 +1,12 @@
 """`quickstart`: the whole pipeline, end to end, in at most 10 minutes on 2 CPU cores.
 
-data (the shapes benchmark) → recommender → judge → user-conditioned cGAN,
-VAE and text generator (conditioned on the recommender's frozen user tower) →
-evaluation → a sample grid and a description per user → SavedModels for TF
-Serving → a summary. Every model trains with its ``"tiny"`` config through
+data (the shapes benchmark) → recommender → judge → user-conditioned cGAN and
+text generator (conditioned on the recommender's frozen user tower) → an
+attribute-conditioned audio generator → complete items (one attribute set
+sampled from a user's predicted preferences drives the picture, the
+description and the sound; judged for consistency, shown in a gallery page) →
+a sample grid and a description per user → SavedModels for TF Serving → a
+summary. Every model trains with its ``"tiny"`` config through
 `mmrec.training.train`, so each step leaves a run folder like `mmrec train`
 does; run again, finished steps are reused and an interrupted one resumes.
 """
@@ -18,18 +21,17 @@ import numpy as np
 
 from mmrec.data.schema import preference_key
 from mmrec.training.callbacks import image_grid, write_png
-from mmrec.training.configs import resolve_config
 from mmrec.training.reports import generation_table, text_generation_table
-from mmrec.training.runner import RunResult, train
+from mmrec.training.runner import RunResult, train_or_reuse
 from mmrec.training.runs import load_run_model, read_json
 
 BUDGET_MINUTES = 10
-STEPS = ("data", "recommender", "judge", "gan", "vae", "text", "samples", "export")
+STEPS = ("data", "recommender", "judge", "gan", "text", "audio", "item", "samples", "export")
 EXPORT_NAMES = {
     "recommender": "quickstart_rec",
     "gan": "quickstart_cgan",
-    "vae": "quickstart_vae",
     "text": "quickstart_text",
+    "item": "quickstart_item",
 }
 # What the quick start sets on top of the "tiny" presets: descriptions for users.
 OVERRIDES = {"text": {"condition": "user"}}
@@ -38,10 +40,11 @@ SMOKE = {
     "recommender": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32},
     "judge": {"epochs": 1},
     "gan": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16, "judge_epochs": 1},
-    "vae": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16, "judge_epochs": 1},
     "text": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16, "judge_epochs": 1},
+    "audio": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16, "judge_epochs": 1},
 }
 SAMPLE_USERS = 4
+ITEM_USERS = 200  # test users whose complete items are judged for consistency
 
 
 def quickstart(
@@ -69,8 +72,9 @@ def quickstart(
     start = time.perf_counter()
     progress = _Progress(start)
     print(
-        f"mmrec quickstart: data → recommender → judge → user-conditioned cGAN, VAE and "
-        f"text generator → evaluation → sample grids and descriptions → SavedModels.\n"
+        f"mmrec quickstart: data → recommender → judge → user-conditioned cGAN and text "
+        f"generator → audio generator → complete items for users (image + text + sound), "
+        f"judged and shown in a gallery → sample grids and descriptions → SavedModels.\n"
         f"It takes at most {BUDGET_MINUTES} minutes on 2 CPU cores"
         f"{' (smoke run: a few steps per model)' if smoke else ''}. "
         f"Runs: {out}/  exports: {export_dir}/\n",
@@ -89,7 +93,7 @@ def quickstart(
     def run(kind, message, **kwargs):
         progress.step(kind, message)
         config = {"preset": "tiny", **OVERRIDES.get(kind, {}), **(SMOKE[kind] if smoke else {})}
-        return _train_or_reuse(kind, dataset, os.path.join(out, kind), config, seed, **kwargs)
+        return train_or_reuse(kind, dataset, os.path.join(out, kind), config, seed, **kwargs)
 
     rec = run("recommender", "the multimodal two-tower recommender (image + text)")
     judge = run("judge", "the judge of generated images (a CNN on real items)")
@@ -99,51 +103,43 @@ def quickstart(
         recommender=rec.path,
         judge=judge.path,
     )
-    vae = run(
-        "vae", "the conditional VAE, same conditioning", recommender=rec.path, judge=judge.path
-    )
-
     text = run(
         "text",
         "the text generator, descriptions for users, same conditioning",
         recommender=rec.path,
     )
+    audio = run("audio", "the audio generator (a conditional VAE on spectrograms)")
+
+    progress.step("item", "complete items: one sampled attribute set → picture, text, sound")
+    item = _items(dataset, os.path.join(out, "item"), gan, text, audio, judge, seed, smoke)
 
     progress.step("samples", "a sample grid and a description per user")
-    grids = _user_grids(
-        dataset, gan.model, vae.model, text.model, os.path.join(out, "samples"), seed
-    )
+    grids = _user_grids(dataset, gan.model, text.model, os.path.join(out, "samples"), seed)
 
     progress.step("export", f"SavedModels for TF Serving in {export_dir}")
-    exports = _export(out, export_dir, {"recommender": rec, "gan": gan, "vae": vae, "text": text})
+    exports = _export(out, export_dir, {"recommender": rec, "gan": gan, "text": text, "item": item})
     progress.finish()
 
+    runs = {"recommender": rec, "judge": judge, "gan": gan, "text": text, "audio": audio}
     summary = {
         "seconds": round(time.perf_counter() - start, 1),
         "smoke": smoke,
         "data": dataset.path,
-        "runs": {
-            k: r.path
-            for k, r in (
-                ("recommender", rec),
-                ("judge", judge),
-                ("gan", gan),
-                ("vae", vae),
-                ("text", text),
-            )
-        },
+        "runs": {**{k: r.path for k, r in runs.items()}, "item": item.path},
         "ranking": rec.metrics["test"],
         "judge": judge.metrics["held_out_accuracy"],
         "gan": {k: gan.metrics[k] for k in ("generation", "judge")},
-        "vae": {k: vae.metrics[k] for k in ("generation", "judge", "valid") if k in vae.metrics},
         "text": {k: text.metrics[k] for k in ("valid", "generation", "judge") if k in text.metrics},
+        "audio": {k: audio.metrics[k] for k in ("generation", "judge") if k in audio.metrics},
+        "item": {k: v for k, v in item.metrics.items() if k != "gallery"},
+        "gallery": item.metrics["gallery"],
         "sample_grids": grids,
         "exports": exports,
         "step_seconds": progress.seconds,
     }
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, default=float)
-    print(_summary_text(summary, rec, gan, vae, text, export_dir), flush=True)
+    print(_summary_text(summary, rec, gan, text, item, export_dir), flush=True)
     return summary
 
 
@@ -165,26 +161,37 @@ class _Progress:
         print(f"\n[{number}/{len(STEPS)}] {message}  ({elapsed / 60:.1f} min elapsed)", flush=True)
 
 
-def _train_or_reuse(kind, data, folder, config, seed, **kwargs) -> RunResult:
-    """A finished run in ``folder`` with these settings is loaded; otherwise trained
-    (resumed if it was interrupted, replaced if its settings differ)."""
-    settings = resolve_config(kind, config)
-    previous = read_json(os.path.join(folder, "config.json"))
-    same = previous is not None and all(
-        previous.get(k) == v for k, v in (("config", settings), ("seed", seed), ("data", data.path))
-    )
-    if same and os.path.exists(os.path.join(folder, "metrics.json")):
-        metrics = read_json(os.path.join(folder, "metrics.json"))
-        model = load_run_model(folder)
-        print(f"reusing the finished run in {folder}")
-        return RunResult(folder, model, metrics, {})
-    if previous is not None and not same:
-        print(f"{folder} holds a run with other settings: training it again")
-    return train(kind, data, folder, settings, seed=seed, overwrite=not same, **kwargs)
+def _items(data, folder, gan, text, audio, judge, seed, smoke) -> RunResult:
+    """The complete-item generator of the three runs, judged and shown (`assemble_items`);
+    reused while its parts are unchanged."""
+    from mmrec.training.items import assemble_items
+    from mmrec.training.reports import item_table
+
+    parts = {"image": gan.path, "text": text.path, "audio": audio.path}
+    stamp = {k: os.path.getmtime(os.path.join(p, "model.keras")) for k, p in parts.items()}
+    metrics = read_json(os.path.join(folder, "metrics.json"))
+    if metrics is not None and metrics.get("parts") == stamp:
+        print(f"reusing the complete-item generator in {folder}")
+    else:
+        metrics = assemble_items(
+            data,
+            folder,
+            *parts.values(),
+            judge=judge.path,
+            num_users=16 if smoke else ITEM_USERS,
+            seed=seed,
+            judge_epochs=dict.fromkeys(("image", "text", "audio"), 1) if smoke else None,
+        )
+        metrics["parts"] = stamp
+        with open(os.path.join(folder, "metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=2, default=float)
+        print(item_table(metrics))
+    print(f"gallery: {metrics['gallery']}  (open it in a browser: pictures, texts, sounds)")
+    return RunResult(folder, load_run_model(folder), metrics, {})
 
 
-def _user_grids(data, gan, vae, text, folder, seed) -> dict:
-    """One PNG per test user (their recent real items, then cGAN and VAE samples) and one
+def _user_grids(data, gan, text, folder, seed) -> dict:
+    """One PNG per test user (their recent real items, then cGAN samples) and one
     description by the text generator (all in ``descriptions.txt``)."""
     batch = next(iter(data.interactions("test", batch_size=SAMPLE_USERS, shuffle=False)))
     users = data.users()
@@ -195,9 +202,9 @@ def _user_grids(data, gan, vae, text, folder, seed) -> dict:
         history = [int(i) for i in row if i >= 0]
         real = images[history[-8:]]
         real = np.concatenate([real, np.full((8 - len(real),) + real.shape[1:], 255, np.uint8)])
-        generated = [m.generate(history, num=8, seed=seed, dtype="uint8") for m in (gan, vae)]
+        generated = gan.generate(history, num=8, seed=seed, dtype="uint8")
         path = os.path.join(folder, f"user_{int(user)}.png")
-        write_png(path, image_grid(np.stack([real, *generated])))
+        write_png(path, image_grid(np.stack([real, generated])))
         index = int(np.searchsorted(users["user_id"], user))
         likes = {
             a: [names[a][int(v)] for v in users[preference_key(a)][index] if v >= 0]
@@ -206,7 +213,7 @@ def _user_grids(data, gan, vae, text, folder, seed) -> dict:
         description = text.generate(history, num=1, seed=seed)[0]
         grids[int(user)] = {"path": path, "likes": likes, "description": description}
         liked = " ".join("/".join(v) for v in likes.values())
-        print(f"user {int(user)} (likes {liked}): {path}  rows: recent items, cGAN, VAE")
+        print(f"user {int(user)} (likes {liked}): {path}  rows: recent items, cGAN")
         print(f"  described: {description}")
     with open(os.path.join(folder, "descriptions.txt"), "w", encoding="utf-8") as f:
         f.writelines(f"user {user}: {grid['description']}\n" for user, grid in grids.items())
@@ -233,26 +240,31 @@ def _export(out, export_dir, runs) -> dict:
     return {kind: entry["path"] for kind, entry in done.items()}
 
 
-def _summary_text(summary, rec, gan, vae, text, export_dir) -> str:
+def _summary_text(summary, rec, gan, text, item, export_dir) -> str:
+    from mmrec.training.reports import item_table
+
     lines = ["", "=" * 100, f"mmrec quickstart finished in {summary['seconds'] / 60:.1f} min", ""]
     lines.append("Recommendation (full-catalogue ranking, test split):")
     lines.append(rec.metrics["table"])
-    for name, run in (("cGAN", gan), ("VAE", vae)):
-        lines += ["", f"Personalised generation, {name} (judged by an independent classifier):"]
-        lines.append(generation_table(run.metrics))
+    lines += ["", "Personalised generation, cGAN (judged by an independent classifier):"]
+    lines.append(generation_table(gan.metrics))
     lines += [
         "",
         "Descriptions for users, text generator (judged by an independent text classifier):",
     ]
     lines.append(text_generation_table(text.metrics))
+    lines += ["", "Complete items for users (image + text + sound), judged per modality:"]
+    lines.append(item_table(item.metrics))
     lines += ["", "Where everything is:"]
     for kind, path in summary["runs"].items():
         lines.append(f"  {kind:<12} {path}/  (model.keras, metrics.json, training.csv, logs/)")
+    lines.append(f"  gallery      {summary['gallery']}  (open it in a browser)")
     for user, grid in summary["sample_grids"].items():
         lines.append(f'  user {user:<7} {grid["path"]}  "{grid["description"]}"')
     for path in summary["exports"].values():
         lines.append(f"  export       {path}")
     first_user = next(iter(summary["sample_grids"]), 0)
+    item_run = summary["runs"]["item"]
     lines += [
         "",
         "Next:",
@@ -260,10 +272,12 @@ def _summary_text(summary, rec, gan, vae, text, export_dir) -> str:
         "(pip install tensorboard)",
         f"  mmrec generate --run {summary['runs']['gan']} --users {first_user},1,2 --out grid.png",
         f"  mmrec generate --run {summary['runs']['text']} --users {first_user} --num 3",
+        f"  mmrec generate --run {item_run} --users {first_user},1,2 --html gallery/",
         f"  mmrec serve --model-base-path {export_dir}",
         f"  mmrec predict --model {EXPORT_NAMES['recommender']} --history 3,17,42 --k 5",
         f"  mmrec predict --model {EXPORT_NAMES['gan']} --history 3,17,42 --count 4 --png g.png",
         f"  mmrec predict --model {EXPORT_NAMES['text']} --history 3,17,42 --count 3",
+        f"  mmrec predict --model {EXPORT_NAMES['item']} --history 3,17,42 --count 2 --out items/",
         "=" * 100,
     ]
     return "\n".join(lines)

@@ -23,15 +23,7 @@ def generation_table(report) -> str:
         ("conditional accuracy", _join(generation["conditional_accuracy"])),
     ]
     if "hit_rate" in generation:
-        hit = "+".join(generation.get("hit_attributes", ()))
-        rows.append(
-            (
-                "personalisation hit-rate",
-                f"{generation['hit_rate']:.3f}{f' on {hit}' if hit else ''} (users' own "
-                f"held-out items {generation['hit_rate_held_out_items']:.3f}, random items "
-                f"{generation['hit_rate_random_items']:.3f})",
-            )
-        )
+        rows.append(_hit_rate_row(generation))
         per_attribute = {
             name: generation[f"hit_rate_{name}"]
             for name in generation["conditional_accuracy"]
@@ -70,6 +62,49 @@ def _join(values) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in values.items())
 
 
+def _hit_rate_row(report, key="hit_rate", label="personalisation hit-rate") -> tuple[str, str]:
+    hit = "+".join(report.get("hit_attributes", ()))
+    return (
+        label,
+        f"{report[key]:.3f}{f' on {hit}' if hit else ''} (users' own held-out items "
+        f"{report['hit_rate_held_out_items']:.3f}, random items "
+        f"{report['hit_rate_random_items']:.3f})",
+    )
+
+
+def item_table(report) -> str:
+    """Complete generated items (`mmrec.evaluation.items.evaluate_item_generation`): do the
+    modalities agree with each other and with the attributes sampled for the user?"""
+    rows = [("items judged", str(report["num_items"]))]
+    modalities = [m for m in ("image", "text", "audio") if f"hit_rate_{m}" in report]
+    for key, value in report.items():
+        if key.startswith("consistency_") and isinstance(value, float):
+            what = key[len("consistency_") :].split("_")
+            pair = f" ({' vs '.join(what[1:])})" if len(what) > 1 else " (every modality)"
+            rows.append((f"{what[0]} agrees{pair}", f"{value:.3f}"))
+    for modality in ("image", "text", "audio"):
+        read = {
+            k.split("_", 2)[2]: v
+            for k, v in report.items()
+            if k.startswith(f"accuracy_{modality}_")
+        }
+        if read:
+            rows.append((f"{modality} judge reads the sampled", _join(read)))
+    if report.get("all_agree_with_sampled") is not None:
+        shared = "+".join(report["shared_attributes"])
+        rows.append(
+            (f"every judge reads the sampled {shared}", f"{report['all_agree_with_sampled']:.3f}")
+        )
+    for modality in modalities:
+        if "hit_rate_held_out_items" in report:
+            rows.append(_hit_rate_row(report, f"hit_rate_{modality}", f"hit-rate ({modality})"))
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
+    for sample in report.get("samples", ()):
+        lines.append(f"  user {sample['user_id']}: {sample['text']}")
+    return "\n".join(lines)
+
+
 def text_generation_table(report) -> str:
     """A text generator's scores (a text run's metrics) and its sample descriptions.
 
@@ -92,15 +127,7 @@ def text_generation_table(report) -> str:
         rows.append(("judge held-out accuracy", _join(report["judge"]["held_out_accuracy"])))
         rows.append(("conditional accuracy", _join(generation["conditional_accuracy"])))
         if "hit_rate" in generation:
-            hit = "+".join(generation.get("hit_attributes", ()))
-            rows.append(
-                (
-                    "personalisation hit-rate",
-                    f"{generation['hit_rate']:.3f}{f' on {hit}' if hit else ''} (users' own "
-                    f"held-out items {generation['hit_rate_held_out_items']:.3f}, random items "
-                    f"{generation['hit_rate_random_items']:.3f})",
-                )
-            )
+            rows.append(_hit_rate_row(generation))
         if "perplexity" in generation:
             rows.append(
                 (

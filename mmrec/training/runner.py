@@ -50,6 +50,7 @@ from mmrec.training.runs import (
     last_epoch,
     load_run_model,
     prepare_run_dir,
+    read_json,
     write_json,
 )
 
@@ -214,6 +215,24 @@ def train(
 
 
 # --- options ---------------------------------------------------------------------------------
+
+
+def train_or_reuse(kind, data, folder, config, seed=0, **kwargs) -> RunResult:
+    """A finished run in ``folder`` with these settings is loaded; otherwise trained
+    (resumed if it was interrupted, replaced if its settings differ)."""
+    settings = resolve_config(kind, config)
+    previous = read_json(os.path.join(folder, "config.json"))
+    same = previous is not None and all(
+        previous.get(k) == v for k, v in (("config", settings), ("seed", seed), ("data", data.path))
+    )
+    if same and os.path.exists(os.path.join(folder, "metrics.json")):
+        metrics = read_json(os.path.join(folder, "metrics.json"))
+        model = load_run_model(folder)
+        print(f"reusing the finished run in {folder}")
+        return RunResult(folder, model, metrics, {})
+    if previous is not None and not same:
+        print(f"{folder} holds a run with other settings: training it again")
+    return train(kind, data, folder, settings, seed=seed, overwrite=not same, **kwargs)
 
 
 def _precision_name(mixed_precision):

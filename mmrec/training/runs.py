@@ -29,7 +29,11 @@ SAVEABLE_MODULES = (
     "mmrec.models.gan",
     "mmrec.models.vae",
     "mmrec.models.text_generation",
+    "mmrec.models.audio_generation",
+    "mmrec.models.item_generation",
     "mmrec.evaluation.generation",
+    "mmrec.evaluation.text",
+    "mmrec.evaluation.audio",
 )
 
 # What must match for a run to be resumed (the strategy may change: a job restarted

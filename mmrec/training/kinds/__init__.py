@@ -1,11 +1,11 @@
 """Run kinds: what `mmrec.training.train(kind, ...)` can train, one `RunKind` each.
 
 The built-ins are ``"recommender"`` (`kinds.recommender`), ``"judge"``
-(`kinds.judge`), ``"gan"`` and ``"vae"`` (`kinds.generators`) and ``"text"``
-(`kinds.text`). A new kind is one `RunKind` passed to `register_run_kind` (see
-`RunKind`'s example); its presets and settings then work in ``--config`` files,
-and ``train(name, ...)`` gives it the run folder, resuming, TensorBoard and the
-rest.
+(`kinds.judge`), ``"gan"`` and ``"vae"`` (`kinds.generators`), ``"text"``
+(`kinds.text`) and ``"audio"`` (`kinds.audio`). A new kind is one `RunKind`
+passed to `register_run_kind` (see `RunKind`'s example); its presets and
+settings then work in ``--config`` files, and ``train(name, ...)`` gives it the
+run folder, resuming, TensorBoard and the rest.
 """
 
 from mmrec.training.kinds.base import (
@@ -29,6 +29,7 @@ from mmrec.training.kinds import recommender
 from mmrec.training.kinds import judge
 from mmrec.training.kinds import generators
 from mmrec.training.kinds import text
+from mmrec.training.kinds import audio
 
 # isort: on
 from mmrec.training.kinds.generators import generation_datasets
@@ -38,6 +39,7 @@ __all__ = [
     "RUN_KINDS",
     "RunKind",
     "RunPlan",
+    "audio",
     "best_checkpoint",
     "compile_with_learning_rate",
     "fit_batch",

@@ -17,12 +17,15 @@ faithfulness.
 
 from __future__ import annotations
 
+import os
+
 from mmrec.evaluation.text_report import flatten_texts
 from mmrec.models.text_generation import ConditionalTextGenerator
 from mmrec.training import samples
 from mmrec.training.kinds.base import RunKind, RunPlan, register_run_kind
 from mmrec.training.kinds.generators import generation_datasets
 from mmrec.training.reports import text_generation_table
+from mmrec.training.runs import load_run_model
 
 SETTINGS = {
     "epochs": int,
@@ -83,6 +86,9 @@ def build_text_generator(plan: RunPlan, user_encoder, dtype) -> ConditionalTextG
     )
 
 
+TEXT_JUDGE_FILE = "text_judge.keras"  # the run's judge, kept for reuse (e.g. by mmrec item)
+
+
 def evaluate_text_generator(model, plan: RunPlan) -> dict:
     """Validation loss and perplexity, sample descriptions, the judge's verdict; prints a table."""
     _, valid = generation_datasets(plan)
@@ -122,14 +128,26 @@ def judge_text_generator(model, plan: RunPlan) -> dict:
     (`Conditioning.evaluation_conditions`): the judge's held-out items, or the
     test split's users (with their held-out item, for explanations).
     """
-    from mmrec.evaluation.text import text_judge_held_out_accuracy, train_text_judge
+    from mmrec.evaluation.text import (
+        TextJudge,
+        text_judge_held_out_accuracy,
+        train_text_judge,
+    )
     from mmrec.evaluation.text_report import evaluate_text_model
 
-    epochs = plan.settings["judge_epochs"]
-    print(f"\ntraining the text judge ({epochs} epochs)", flush=True)
-    judge = train_text_judge(plan.data, epochs=epochs, seed=plan.seed)
+    path = plan.path(TEXT_JUDGE_FILE)
+    if os.path.exists(path):
+        judge = load_run_model(path, TextJudge)
+    else:
+        epochs = plan.settings["judge_epochs"]
+        print(f"\ntraining the text judge ({epochs} epochs) into {path}", flush=True)
+        judge = train_text_judge(plan.data, epochs=epochs, seed=plan.seed)
+        judge.save(path)
     return {
-        "judge": {"held_out_accuracy": text_judge_held_out_accuracy(judge, plan.data)},
+        "judge": {
+            "path": path,
+            "held_out_accuracy": text_judge_held_out_accuracy(judge, plan.data),
+        },
         "generation": evaluate_text_model(model, plan.data, judge, seed=plan.seed),
     }
 
