@@ -59,7 +59,7 @@ DEFAULT_CONFIGS = {
     "judge": {"preset": "tiny"},
     "gan": {"preset": "tiny", "condition": "user", "epochs": 20},
     "text": {"preset": "tiny", "condition": "attributes", "epochs": 10},
-    "audio": {"preset": "tiny", "epochs": 10},
+    "audio": {"preset": "tiny", "epochs": 40},
 }
 # The targets for complete items (200 test users).
 TARGETS = {

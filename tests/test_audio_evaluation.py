@@ -169,7 +169,10 @@ def test_judge_refuses_a_dataset_without_audio(data):
 
 @pytest.mark.slow
 def test_audio_run_kind_trains_samples_and_judges(tiny_shapes, tmp_path):
-    run = train("audio", tiny_shapes, str(tmp_path / "audio"), "tiny", verbose=0)
+    short = {"preset": "tiny", "epochs": 2, "steps_per_epoch": 5, "sample_every": 1}
+    run = train(
+        "audio", tiny_shapes, str(tmp_path / "audio"), {**short, "judge_epochs": 2}, verbose=0
+    )
     metrics = run.metrics
     assert metrics["condition"] == "attributes"
     assert set(metrics["generation"]["conditional_accuracy"]) >= {"shape", "colour"}
