@@ -93,12 +93,16 @@ def _epochs(epochs, modality) -> dict:
     return {"epochs": epochs[modality]} if modality in epochs else {}
 
 
-def item_gallery(item_generator, data, folder, user_ids, judges=None, num=2, seed=0) -> str:
+def item_gallery(
+    item_generator, data, folder, user_ids, judges=None, num=2, seed=0, readable=None
+) -> str:
     """Writes the gallery page (`mmrec.training.gallery`) of ``num`` items for each user.
 
     Each user's recent real items (their test-time history) come first; each
     generated item shows its image, text and sound, the attributes it was made
-    of and what each judge reads in its modality. Returns the page's path.
+    of and what each judge reads in its modality — only the attributes that
+    modality shows (``readable``: `readable_attributes`, computed here when
+    ``None``; a sound has no size). Returns the page's path.
     """
     from mmrec.training.gallery import write_gallery
     from mmrec.training.samples import user_histories
@@ -106,7 +110,13 @@ def item_gallery(item_generator, data, folder, user_ids, judges=None, num=2, see
     histories = user_histories(data, user_ids)
     items = item_generator.generate_item(list(histories.values()), num=num, seed=seed)
     names = data.info.attributes
-    verdicts = {m: judge.predict_attributes(items[m]) for m, judge in (judges or {}).items()}
+    judges = judges or {}
+    if readable is None and judges:
+        readable = readable_attributes(data, judges)
+    verdicts = {}
+    for modality, judge in judges.items():
+        read = judge.predict_attributes(items[modality])
+        verdicts[modality] = {n: v for n, v in read.items() if n in readable[modality]}
     images = data.catalogue().images.numpy()
     users = []
     for u, (user, history) in enumerate(histories.items()):
@@ -206,7 +216,13 @@ def assemble_items(
     report["readable_attributes"] = readable
     user_ids, _, _ = held_out_users(data, gallery_users)
     report["gallery"] = item_gallery(
-        items, data, os.path.join(out, GALLERY_DIR), list(user_ids), judges, seed=seed
+        items,
+        data,
+        os.path.join(out, GALLERY_DIR),
+        list(user_ids),
+        judges,
+        seed=seed,
+        readable=readable,
     )
     write_json(os.path.join(out, "metrics.json"), report)
     return report
