@@ -334,6 +334,30 @@ def start_server(base, log_path, *extra_args, timeout=120):
             raise AssertionError(f"mmrec serve did not start: {lines} {f.read()[-2000:]}") from None
 
 
+def serving(base, log_path, *extra_args, timeout=120):
+    """`start_server` as a generator for a pytest fixture: yields the ready line's JSON
+    (``ready["rest"]``, ``ready["grpc"]``), then stops the server (SIGTERM, then kill).
+
+    Example::
+
+        @pytest.fixture(scope="module")
+        def served(exported, tmp_path_factory):
+            yield from serving(exported, tmp_path_factory.mktemp("server") / "server.log")
+    """
+    import signal
+    import subprocess
+
+    process, ready, _, _ = start_server(base, log_path, *extra_args, timeout=timeout)
+    try:
+        yield ready
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 # === Tiny "pretrained" language models, saved as local keras-hub presets ==========================
 
 # GPT-2's pre-tokenizer (words with their leading space, numbers, punctuation runs, spaces),

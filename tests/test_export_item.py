@@ -9,8 +9,6 @@ same seeds; `mmrec serve` must serve it over REST (binary outputs base64) and
 """
 
 import os
-import signal
-import subprocess
 
 import numpy as np
 import pytest
@@ -23,7 +21,7 @@ from mmrec.models import ConditionalGAN, ConditionalTextGenerator, Recommender
 from mmrec.models.audio_generation import ConditionalAudioGenerator
 from mmrec.models.item_generation import MultimodalItemGenerator
 from mmrec.serving import Client
-from mmrec.testing import start_server
+from mmrec.testing import serving
 
 GAN = {"latent_dim": 8, "generator_filters": (16, 8, 8, 4), "discriminator_filters": (4, 8, 8)}
 TEXT = {"decoder": {"hidden_dim": 16, "num_layers": 1, "num_heads": 2}, "embedding_dim": 4}
@@ -128,14 +126,7 @@ def test_an_attribute_item_generator_takes_labels(data):
 @pytest.fixture(scope="module")
 def served(exported, tmp_path_factory):
     base, _ = exported
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    process, ready, _, _ = start_server(base, log)
-    yield ready
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    yield from serving(base, tmp_path_factory.mktemp("server") / "server.log")
 
 
 def test_mmrec_serve_returns_the_items_and_predict_writes_their_files(

@@ -10,8 +10,6 @@ the signature must write what ``model.generate`` writes for the same seeds, and
 import http.client
 import json
 import os
-import signal
-import subprocess
 
 import keras
 import pytest
@@ -24,7 +22,7 @@ from mmrec.export import build_endpoints, export_saved_model
 from mmrec.layers import UserEncoder
 from mmrec.models.text_generation import ConditionalTextGenerator
 from mmrec.serving import Client
-from mmrec.testing import start_server
+from mmrec.testing import serving
 
 TINY_DECODER = {"hidden_dim": 16, "num_layers": 1, "num_heads": 2}
 WARMUP = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -172,14 +170,7 @@ def test_explanation_export_takes_a_history_and_an_item(data, tmp_path):
 @pytest.fixture(scope="module")
 def served(exported, tmp_path_factory):
     base, _ = exported
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    process, ready, lines, _ = start_server(base, log)
-    yield ready
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    yield from serving(base, tmp_path_factory.mktemp("server") / "server.log")
 
 
 def test_rest_returns_the_signatures_text_as_json_strings(served, signature):

@@ -373,9 +373,8 @@ def generate_image_request(
     return inputs
 
 
-def _generate(client, args, input_names) -> int:
-    if args.png is None:
-        raise UsageError(f"Model '{args.model}' generates images: give --png PATH.")
+def _generator_request(args, input_names) -> dict:
+    """A generator signature's inputs from the options (class names resolved with --data)."""
     if args.history_keys is not None:
         raise UsageError("--history-keys is for recommenders; a generator takes --history (ids).")
     classes = None
@@ -383,9 +382,15 @@ def _generate(client, args, input_names) -> int:
         from mmrec.data import DatasetInfo
 
         classes = DatasetInfo.read(args.data).attributes
-    inputs = generate_image_request(
+    return generate_image_request(
         input_names, args.history, args.text, args.attributes, classes, args.seed, args.count
     )
+
+
+def _generate(client, args, input_names) -> int:
+    if args.png is None:
+        raise UsageError(f"Model '{args.model}' generates images: give --png PATH.")
+    inputs = _generator_request(args, input_names)
     out = client.predict(args.model, inputs, "generate_image", args.version)
     _write_png_strip(out["images_png_bytes"], args.png)
     for name in attribute_names(out):  # what a user-conditioned model sampled
@@ -397,16 +402,7 @@ def _generate(client, args, input_names) -> int:
 def _generate_text(client, args, input_names) -> int:
     if args.png is not None:
         raise UsageError(f"Model '{args.model}' generates descriptions, not images: drop --png.")
-    if args.history_keys is not None:
-        raise UsageError("--history-keys is for recommenders; a generator takes --history (ids).")
-    classes = None
-    if args.data is not None:
-        from mmrec.data import DatasetInfo
-
-        classes = DatasetInfo.read(args.data).attributes
-    inputs = generate_image_request(
-        input_names, args.history, args.text, args.attributes, classes, args.seed, args.count
-    )
+    inputs = _generator_request(args, input_names)
     out = client.predict(args.model, inputs, "generate_text", args.version)
     for name in attribute_names(out):  # what a user-conditioned model sampled
         print(f"{name}: {out[label_key(name)].tolist()}", file=sys.stderr)
@@ -424,16 +420,7 @@ def _generate_files(client, args, input_names, signature) -> int:
     what = "items" if signature == "generate_item" else "sounds"
     if args.out is None or args.png is not None:
         raise UsageError(f"Model '{args.model}' generates {what}: give --out DIR (not --png).")
-    if args.history_keys is not None:
-        raise UsageError("--history-keys is for recommenders; a generator takes --history (ids).")
-    classes = None
-    if args.data is not None:
-        from mmrec.data import DatasetInfo
-
-        classes = DatasetInfo.read(args.data).attributes
-    inputs = generate_image_request(
-        input_names, args.history, args.text, args.attributes, classes, args.seed, args.count
-    )
+    inputs = _generator_request(args, input_names)
     out = client.predict(args.model, inputs, signature, args.version)
     written = write_media_files(args.out, out, [f"seed{s}" for s in inputs["seed"]])
     names = attribute_names(out)
