@@ -127,10 +127,11 @@ def test_missing_files_are_usage_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("mmrec: error: No dataset.json in") and len(err.splitlines()) == 1
     assert main(["export", "--model", str(tmp_path / "model.keras")]) == 2
-    assert (
-        "No trained Recommender or ConditionalGAN or ConditionalVAE or ConditionalTextGenerator at"
-        in capsys.readouterr().err
+    kinds = (
+        "Recommender or ConditionalGAN or ConditionalVAE or ConditionalTextGenerator or "
+        "ConditionalAudioGenerator or MultimodalItemGenerator"
     )
+    assert f"No trained {kinds} at" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("error", [RuntimeError("boom"), ValueError("boom")])
