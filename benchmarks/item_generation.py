@@ -65,7 +65,9 @@ DEFAULT_CONFIGS = {
 TARGETS = {
     "consistency_colour": 0.9,  # image, text and sound
     "consistency_shape_text_audio": 0.9,
-    "all_agree_with_sampled": 0.85,
+    # every judge reads the sampled colour and shape (the sound carries those two:
+    # pitch and pulses; all_agree_with_sampled adds pattern, the sound's harmonics)
+    "all_agree_on_preferred": 0.85,
 }
 HIT_RATE_FRACTION = 0.7  # hit-rate >= 0.7 × the users' own held-out items'
 

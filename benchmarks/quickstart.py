@@ -182,8 +182,8 @@ def exported_item_check(path, data_path, item_folder, users=200) -> dict:
     sampled = {n: out[f"label_{n}"].numpy() for n in data.info.attributes}
     judges = load_item_judges(item_folder)
     verdicts = judge_items(items, judges, readable_attributes(data, judges))
-    report = consistency_report(verdicts, sampled)
     strong = list(data.info.strong_preferences)
+    report = consistency_report(verdicts, sampled, strong)
     hits = preference_hits(verdicts["image"], user_ids, data.users(), strong)
     with open(os.path.join(item_folder, "metrics.json")) as f:
         own = json.load(f).get("hit_rate_held_out_items")

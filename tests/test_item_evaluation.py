@@ -32,3 +32,18 @@ def test_an_attribute_one_modality_reads_has_accuracy_but_no_consistency():
     assert report["accuracy_image_pattern"] == 0.5
     assert "consistency_pattern" not in report
     assert report["shared_attributes"] == [] and report["all_agree_with_sampled"] is None
+
+
+def test_agreement_on_the_preferred_attributes_counts_every_judge_that_reads_them():
+    sampled = {"colour": np.array([0, 1, 2, 3]), "size": np.array([1, 1, 1, 1])}
+    verdicts = {
+        "image": {"colour": np.array([0, 1, 2, 3]), "size": np.array([1, 0, 1, 1])},
+        "text": {"colour": np.array([0, 1, 2, 0]), "size": np.array([1, 1, 1, 0])},
+        "audio": {"colour": np.array([0, 1, 2, 3])},  # no size: it does not count against
+    }
+    # Colour: row 3's text is wrong; size: row 1's image and row 3's text are wrong.
+    assert consistency_report(verdicts, sampled, ["colour"])["all_agree_on_preferred"] == 0.75
+    report = consistency_report(verdicts, sampled, ["colour", "size"])
+    assert report["preferred_attributes"] == ["colour", "size"]
+    assert report["all_agree_on_preferred"] == 0.5
+    assert "all_agree_on_preferred" not in consistency_report(verdicts, sampled)

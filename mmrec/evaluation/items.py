@@ -43,19 +43,25 @@ def judge_items(items, judges, readable=None) -> dict[str, dict[str, np.ndarray]
     return verdicts
 
 
-def consistency_report(verdicts, sampled) -> dict:
+def consistency_report(verdicts, sampled, preferred=None) -> dict:
     """Cross-modal agreement of judged attributes, and agreement with the sampled ones.
 
     Args:
         verdicts: `judge_items` output.
         sampled: ``{attribute: int [N]}``, the attributes each item was made of.
+        preferred: the attributes users have preferences for (the dataset's
+            ``strong_preferences``: colour and shape on shapes), for
+            ``all_agree_on_preferred``.
 
     Returns keys ``consistency_<attribute>`` (all modalities that read it agree),
     ``consistency_<attribute>_<m1>_<m2>`` (two modalities agree),
     ``accuracy_<modality>_<attribute>`` (the judge reads the sampled value),
     ``shared_attributes`` (read by every modality) and ``all_agree_with_sampled``
     (every judge reads every shared attribute's sampled value; ``None`` when no
-    attribute is read by every modality).
+    attribute is read by every modality) and, with ``preferred``,
+    ``all_agree_on_preferred``: every judge that reads a preferred attribute reads
+    its sampled value, for every preferred attribute (what personalisation is
+    about: e.g. a red star in the picture, the text and the sound).
     """
     report = {}
     modalities = list(verdicts)
@@ -79,6 +85,14 @@ def consistency_report(verdicts, sampled) -> dict:
             agree &= verdicts[m][name] == sampled[name]
     report["shared_attributes"] = shared
     report["all_agree_with_sampled"] = float(np.mean(agree)) if shared else None
+    if preferred:
+        agree = np.ones_like(agree)
+        for name in preferred:
+            for m in modalities:
+                if name in verdicts[m]:
+                    agree &= verdicts[m][name] == sampled[name]
+        report["preferred_attributes"] = list(preferred)
+        report["all_agree_on_preferred"] = float(np.mean(agree))
     return report
 
 
@@ -114,8 +128,8 @@ def evaluate_item_generation(
     items = item_generator.generate_item(histories, num=1, seed=seed)
     verdicts = judge_items(items, judges, readable)
     sampled = items["attributes"]
-    report = {"num_items": len(user_ids), **consistency_report(verdicts, sampled)}
     strong = list(data.info.strong_preferences)
+    report = {"num_items": len(user_ids), **consistency_report(verdicts, sampled, strong)}
     users = data.users()
     for modality, read in verdicts.items():
         if all(name in read for name in strong):

@@ -95,6 +95,10 @@ def item_table(report) -> str:
         rows.append(
             (f"every judge reads the sampled {shared}", f"{report['all_agree_with_sampled']:.3f}")
         )
+    if report.get("all_agree_on_preferred") is not None:
+        preferred = "+".join(report["preferred_attributes"])
+        value = f"{report['all_agree_on_preferred']:.3f}"
+        rows.append((f"every judge reads the sampled {preferred}", value))
     for modality in modalities:
         if "hit_rate_held_out_items" in report:
             rows.append(_hit_rate_row(report, f"hit_rate_{modality}", f"hit-rate ({modality})"))
