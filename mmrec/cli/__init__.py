@@ -42,6 +42,9 @@ The steps one by one, on the embedded benchmark:
   mmrec generate --run runs/gan --attributes shape=star,colour=red,pattern=plain,size=2 --out a.png
   mmrec train text --data tf_records/shapes --out runs/text --condition attributes --config tiny
   mmrec generate --run runs/text --attributes shape=star,colour=red,pattern=dots,size=large --num 3
+  mmrec train audio --data tf_records/shapes --out runs/audio --config tiny
+  mmrec item --image runs/gan --text runs/text --audio runs/audio --out runs/item
+  mmrec generate --run runs/item --users 1,2 --html gallery/   # picture + text + sound per user
   mmrec export --model runs/gan/model.keras --name gan && mmrec serve
 
 On your own catalogue (docs/your_data.md):

@@ -76,7 +76,8 @@ def add_commands(commands) -> None:
 def _add_train(commands) -> None:
     train = commands.add_parser(
         "train",
-        help="train a recommender, a generator (gan, vae, text) or the judge; write a run folder",
+        help="train a recommender, a generator (gan, vae, text, audio) or the judge; write a "
+        "run folder",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.dedent(TRAIN_DESCRIPTION),
     )
