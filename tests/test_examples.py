@@ -37,6 +37,21 @@ def tiny(monkeypatch, data_dir, tmp_path):
     return settings
 
 
+def executed_outputs(name, tmp_path):
+    """Runs the notebook ``name`` (saved with outputs cleared) in ``tmp_path``; its code cells'
+    outputs, none of them an error."""
+    with open(os.path.join(EXAMPLES, name)) as f:
+        notebook = nbformat.read(f, as_version=4)
+    assert not [c for c in notebook.cells if c.get("outputs")]  # saved with outputs cleared
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+    )
+    client.execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    return outputs
+
+
 def run_example(name):
     runpy.run_path(os.path.join(EXAMPLES, name), run_name="__main__")
 
@@ -134,15 +149,7 @@ def test_your_data_notebook_goes_from_csv_files_to_titles(tmp_path, monkeypatch)
 
 @pytest.mark.slow
 def test_text_generation_notebook_describes_personalises_explains_and_exports(tiny, tmp_path):
-    with open(os.path.join(EXAMPLES, "text_generation.ipynb")) as f:
-        notebook = nbformat.read(f, as_version=4)
-    assert not [c for c in notebook.cells if c.get("outputs")]  # saved with outputs cleared
-    client = NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
-    )
-    client.execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
+    outputs = executed_outputs("text_generation.ipynb", tmp_path)
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "judge held-out accuracy:" in text and "the judge reads shapes:" in text
     for shape in ("star:", "heart:", "ring:"):
@@ -157,15 +164,7 @@ def test_text_generation_notebook_describes_personalises_explains_and_exports(ti
 
 @pytest.mark.slow
 def test_multimodal_item_notebook_judges_exports_and_displays_an_item(tiny, tmp_path):
-    with open(os.path.join(EXAMPLES, "multimodal_item.ipynb")) as f:
-        notebook = nbformat.read(f, as_version=4)
-    assert not [c for c in notebook.cells if c.get("outputs")]  # saved with outputs cleared
-    client = NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
-    )
-    client.execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
+    outputs = executed_outputs("multimodal_item.ipynb", tmp_path)
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "attributes each judge reads:" in text and "hit_rate_held_out_items: " in text
     assert text.count("\nserved: {'shape': ") == 2  # one item per row of the signature

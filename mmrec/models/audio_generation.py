@@ -58,7 +58,6 @@ from mmrec.models.training_utils import (
     mean_over_global_batch,
     num_replicas,
     replica_seed,
-    wrap_for_policy,
 )
 
 GENERATE_CHUNK = 256  # sounds decoded per call in `generate`
@@ -217,18 +216,8 @@ class ConditionalAudioGenerator(ConditionedGenerator):
 
     def compile(self, optimizer=None, jit_compile="auto", **kwargs):
         """Adam(1e-3) by default (wrapped in a `LossScaleOptimizer` under ``mixed_float16``)."""
-        policy = self.decoder.dtype_policy.name
-        optimizer = wrap_for_policy(optimizer or keras.optimizers.Adam(1e-3), policy)
-        super().compile(
-            optimizer=optimizer, jit_compile=self._resolve_jit_compile(jit_compile), **kwargs
-        )
-        self.optimizer.build(self._variables())
-        self._build_own_optimizer(policy)
-
-    def get_compile_config(self):
-        # Optimizer states are not saved: a loaded model generates, and trains again
-        # after `compile()`.
-        return {}
+        optimizer = optimizer or keras.optimizers.Adam(1e-3)
+        self._compile_one_optimizer(optimizer, self._variables(), jit_compile, **kwargs)
 
     def _variables(self):
         networks = list(self.encoder.trainable_variables) + list(self.decoder.trainable_variables)

@@ -94,6 +94,24 @@ class ConditionedGenerator(keras.Model):
             return False
         return jit_compile
 
+    # --- compiling ------------------------------------------------------------------------
+
+    def _compile_one_optimizer(self, optimizer, variables, jit_compile, **kwargs):
+        """`keras.Model.compile` with one ``optimizer`` (wrapped in a `LossScaleOptimizer`
+        under ``mixed_float16``) built over ``variables``, and the conditioning's own one."""
+        policy = self.decoder.dtype_policy.name
+        optimizer = wrap_for_policy(optimizer, policy)
+        super().compile(
+            optimizer=optimizer, jit_compile=self._resolve_jit_compile(jit_compile), **kwargs
+        )
+        self.optimizer.build(variables)
+        self._build_own_optimizer(policy)
+
+    def get_compile_config(self):
+        # Optimizer states are not saved: a loaded model generates, and trains again
+        # after `compile()`.
+        return {}
+
     # --- training-time conditioning -------------------------------------------------------
 
     def _labels(self, data):

@@ -227,11 +227,6 @@ class ConditionalGAN(ConditionalImageModel):
             optimizer=None, jit_compile=self._resolve_jit_compile(jit_compile), **kwargs
         )
 
-    def get_compile_config(self):
-        # Optimizer states are not saved: a loaded model generates, and trains again
-        # after `compile()`.
-        return {}
-
     def _g_variables(self):
         return list(self.generator.trainable_variables) + self._condition_variables()
 

@@ -36,7 +36,7 @@ from mmrec.models.text_networks import (
     get_sampler,
     text_lengths,
 )
-from mmrec.models.training_utils import mean_over_global_batch, wrap_for_policy
+from mmrec.models.training_utils import mean_over_global_batch
 
 GENERATE_CHUNK = 256  # descriptions sampled per call in `generate`
 
@@ -310,23 +310,12 @@ class ConditionalTextGenerator(ConditionedGenerator):
             jit_compile: ``True`` compiles the step with XLA; ``"auto"`` lets Keras decide.
             **kwargs: passed to `keras.Model.compile` (e.g. ``steps_per_execution``).
         """
-        policy = self.decoder.dtype_policy.name
         optimizer = optimizer or keras.optimizers.AdamW(2e-3, weight_decay=0.01, clipnorm=1.0)
-        optimizer = wrap_for_policy(optimizer, policy)
-        optimizer.build(self._trained_variables())
-        self._build_own_optimizer(policy)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.perplexity_tracker = keras_hub.metrics.Perplexity(from_logits=True, name="perplexity")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="token_accuracy")
         self.condition_tracker = keras.metrics.Mean(name="condition_loss")
-        super().compile(
-            optimizer=optimizer, jit_compile=self._resolve_jit_compile(jit_compile), **kwargs
-        )
-
-    def get_compile_config(self):
-        # Optimizer states are not saved: a loaded model generates, and trains again
-        # after `compile()`.
-        return {}
+        self._compile_one_optimizer(optimizer, self._trained_variables(), jit_compile, **kwargs)
 
     @property
     def metrics(self):

@@ -31,7 +31,7 @@ from mmrec.models.image_networks import (
     VAEEncoder,
     check_generator_network,
 )
-from mmrec.models.training_utils import mean_over_global_batch, num_replicas, wrap_for_policy
+from mmrec.models.training_utils import mean_over_global_batch, num_replicas
 
 _BIN = 1.0 / 255.0  # half the width of one 8-bit bin in [-1, 1]
 
@@ -177,18 +177,8 @@ class ConditionalVAE(ConditionalImageModel):
 
     def compile(self, optimizer=None, jit_compile="auto", **kwargs):
         """Adam(1e-3) by default (wrapped in a `LossScaleOptimizer` under ``mixed_float16``)."""
-        policy = self.decoder.dtype_policy.name
-        optimizer = wrap_for_policy(optimizer or keras.optimizers.Adam(1e-3), policy)
-        super().compile(
-            optimizer=optimizer, jit_compile=self._resolve_jit_compile(jit_compile), **kwargs
-        )
-        self.optimizer.build(self._variables())
-        self._build_own_optimizer(policy)
-
-    def get_compile_config(self):
-        # Optimizer states are not saved: a loaded model generates, and trains again
-        # after `compile()`.
-        return {}
+        optimizer = optimizer or keras.optimizers.Adam(1e-3)
+        self._compile_one_optimizer(optimizer, self._variables(), jit_compile, **kwargs)
 
     def _variables(self):
         return (
