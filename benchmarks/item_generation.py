@@ -53,13 +53,15 @@ from mmrec.training.reports import item_table  # noqa: E402
 
 # The parts trained when no run is given: the quick start's recommender and image
 # judge; a user-conditioned cGAN (the quick start's recipe, longer), attribute-
-# conditioned text and audio generators.
+# conditioned text and audio generators (audio: the base networks at the model's
+# learning rate, which settle where the tiny preset's fast rate does not; see
+# docs/items.md).
 DEFAULT_CONFIGS = {
     "recommender": {"preset": "tiny", "id_only_baseline": False},
     "judge": {"preset": "tiny"},
     "gan": {"preset": "tiny", "condition": "user", "epochs": 20},
-    "text": {"preset": "tiny", "condition": "attributes", "epochs": 10},
-    "audio": {"preset": "tiny", "epochs": 40},
+    "text": {"preset": "tiny", "condition": "attributes", "epochs": 10, "judge_epochs": 6},
+    "audio": {"preset": "base", "epochs": 40, "judge_epochs": 8},
 }
 # The targets for complete items (200 test users).
 TARGETS = {
