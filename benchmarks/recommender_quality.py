@@ -38,7 +38,7 @@ from mmrec.evaluation.ranking import (  # noqa: E402
 )
 from mmrec.models.recommender import Recommender  # noqa: E402
 
-# Small encoders: the whole catalogue is embedded at every training step.
+# Small encoders (the base preset's).
 ENCODERS = {
     "image": {"filters": [16, 32, 64]},
     "text": {"hidden_dim": 32, "sequence_length": 24},
@@ -52,8 +52,10 @@ def train(data, name, epochs, batch_size, learning_rate, **kwargs):
     model.compile(keras.optimizers.Adam(learning_rate))
     start = time.perf_counter()
     model.fit(
-        data.interactions("train", batch_size=batch_size, cache=True),
-        validation_data=data.interactions("valid", batch_size=batch_size, cache=True),
+        data.interactions("train", batch_size=batch_size, content=model.modalities, cache=True),
+        validation_data=data.interactions(
+            "valid", batch_size=batch_size, content=model.modalities, cache=True
+        ),
         epochs=epochs,
         verbose=2,
     )
@@ -86,6 +88,9 @@ def main(argv=None) -> None:
         default=None,
         help="comma-separated modalities of the multimodal model (default: all the dataset has)",
     )
+    parser.add_argument(
+        "--refresh-every", type=int, default=None, help="item-table refresh, in steps"
+    )
     parser.add_argument("--skip-id-only", action="store_true", help="train the multimodal only")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/)")
     args = parser.parse_args(argv)
@@ -110,6 +115,7 @@ def main(argv=None) -> None:
         fusion=args.fusion,
         encoder_config={m: ENCODERS[m] for m in modalities},
         item_id_embedding=args.item_id_embedding,
+        refresh_every=args.refresh_every,
         **common,
     )
     # The oracle and the posterior references need the simulator's ground truth; they

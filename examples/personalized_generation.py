@@ -58,7 +58,9 @@ def recommender(data):
     rec.compile(keras.optimizers.Adam(3e-3))
     batch_size = min(512, data.info.splits["train"])
     rec.fit(
-        data.interactions("train", batch_size=batch_size, cache=True, repeat=True),
+        data.interactions(
+            "train", batch_size=batch_size, content=rec.modalities, cache=True, repeat=True
+        ),
         epochs=EPOCHS,
         steps_per_epoch=min(STEPS, data.info.splits["train"] // batch_size),
         verbose=2,

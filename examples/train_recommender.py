@@ -59,8 +59,11 @@ def main():
     rec.compile(keras.optimizers.Adam(3e-3))
 
     batch_size = min(512, data.info.splits["train"])
-    train = data.interactions("train", batch_size=batch_size, cache=True, repeat=True)
-    valid = data.interactions("valid", batch_size=batch_size, cache=True)
+    # Batches carry their targets' content: a step embeds only the batch's items.
+    train = data.interactions(
+        "train", batch_size=batch_size, content=rec.modalities, cache=True, repeat=True
+    )
+    valid = data.interactions("valid", batch_size=batch_size, content=rec.modalities, cache=True)
     steps = STEPS or data.info.splits["train"] // batch_size
     os.makedirs(OUT, exist_ok=True)
     rec.fit(

@@ -124,7 +124,10 @@ def test_a_mixed_precision_recommender_trains_with_float32_logits(data, float32_
     assert rec.correction.compute_dtype == "float32"
     rec.compile(keras.optimizers.Adam(1e-2))
     history = rec.fit(
-        data.interactions("train", batch_size=32), epochs=1, steps_per_epoch=2, verbose=0
+        data.interactions("train", batch_size=32, content=rec.modalities),
+        epochs=1,
+        steps_per_epoch=2,
+        verbose=0,
     )
     assert np.isfinite(history.history["loss"]).all()
     assert all(w.dtype == "float32" for w in rec.trainable_weights)
@@ -164,7 +167,7 @@ def assert_float32_outputs(path, rec):
         user, rec.user_embeddings(HISTORIES, rec.item_embeddings()), atol=1e-2
     )
     item = signatures["embed_item"](
-        image=rec.catalogue["image"][:2],
+        image=rec.blank_content(2)["image"],
         text=tf.constant(["red star", "blue heart"]),
         item_id=tf.constant([0, 1]),
     )["item_embedding"]

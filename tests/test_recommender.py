@@ -7,11 +7,12 @@ import warnings
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from mmrec.data import ShapesConfig, load, write_shapes
 from mmrec.evaluation.ranking import evaluate_ranking
+from mmrec.layers.user import ItemEmbeddingTable
 from mmrec.models.recommender import (
-    ItemEmbeddingTable,
     Recommender,
     remove_accidental_hits,
     top_k_excluding,
@@ -72,11 +73,30 @@ def test_top_k_excluding_adds_the_item_bias_in_every_chunk():
         np.testing.assert_allclose(scores[row], full[row, expected], rtol=1e-5)
 
 
+def test_top_k_excluding_caps_k_ignores_repeats_and_padding():
+    rng = np.random.default_rng(2)
+    items = rng.normal(size=(6, 3)).astype("float32")
+    # Repeated history ids, any negative id as padding, a history covering most items.
+    exclude = np.array([[2, 2, -1, -7], [0, 1, 2, 3], [5, 5, 5, 5]])
+    for batch in (3, 2, 1):
+        users = rng.normal(size=(batch, 3)).astype("float32")
+        ids, scores = top_k_excluding(users, items, exclude[:batch], k=50, chunk_size=4)
+        ids, scores = ids.numpy(), scores.numpy()
+        assert ids.shape == (batch, 6)  # k capped at the catalogue
+        full = users @ items.T
+        for row in range(batch):
+            banned = set(exclude[row][exclude[row] >= 0])
+            kept = [i for i in np.argsort(-full[row], kind="stable") if i not in banned]
+            np.testing.assert_array_equal(ids[row, : len(kept)], kept)
+            assert np.isneginf(scores[row, len(kept) :]).all()  # excluded items come last
+            assert set(ids[row, len(kept) :].tolist()) == banned
+
+
 def test_item_bias_is_learned_for_seen_items_only_and_part_of_every_score(data):
     keras.utils.set_random_seed(0)
     rec = _tiny(data, temperature=0.5)
     rec.compile(keras.optimizers.Adam(1e-2))
-    rec.fit(data.interactions("train", batch_size=64), epochs=1, verbose=0)
+    rec.fit(data.interactions("train", batch_size=64, content=rec.modalities), epochs=1, verbose=0)
     targets = np.concatenate([b["target"].numpy() for b in data.interactions("train")])
     seen = np.zeros(data.info.num_items, bool)
     seen[targets] = True
@@ -91,6 +111,88 @@ def test_item_bias_is_learned_for_seen_items_only_and_part_of_every_score(data):
     np.testing.assert_allclose(rec.score_items(history), expected, rtol=1e-4, atol=1e-4)
     ids, scores = rec.recommend(history, k=5)
     np.testing.assert_allclose(scores, np.take_along_axis(expected, ids, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_a_training_step_embeds_only_the_batch_items_and_fit_refreshes_the_table(data):
+    keras.utils.set_random_seed(0)
+    rec = _tiny(data, item_id_embedding=True)
+    rec.compile(keras.optimizers.Adam(1e-2))
+    tower_batches = []
+    call = rec.item_encoder.call
+
+    def spy(features, training=None, **kwargs):
+        if training:
+            tower_batches.append(features["image"].shape[0])
+        return call(features, training=training, **kwargs)
+
+    rec.item_encoder.call = spy
+    before = np.array(rec.item_embeddings())
+    batches = data.interactions(
+        "train", batch_size=16, content=True, negatives=4, drop_remainder=True
+    )
+    rec.fit(batches, epochs=1, steps_per_epoch=3, verbose=0)
+    rec.item_encoder.call = call
+    # Traced once: the item tower saw the 16 targets and the 4 negatives, never 80 items.
+    assert sorted(set(tower_batches)) == [4, 16]
+    # fit refreshed the table with the trained tower (every item, in batches).
+    table = np.array(rec.item_embeddings())
+    assert not np.allclose(table, before, atol=1e-3)
+    features = data.catalogue().features()
+    content = {m: features[m] for m in ("image", "text")}
+    ids = np.arange(data.info.num_items)
+    np.testing.assert_allclose(table, rec.embed_items(content, ids), rtol=1e-5, atol=1e-5)
+    # Streamed from the shards instead of the decoded catalogue: the same table.
+    streamed = rec.refresh_item_embeddings(data.items(32))
+    np.testing.assert_allclose(streamed, table, rtol=1e-5, atol=1e-5)
+
+
+def test_the_loss_is_the_corrected_softmax_over_targets_and_sampled_negatives(data):
+    rec = _tiny(data, item_bias=False, temperature=0.5)
+    rec.compile()
+    batch = next(iter(data.interactions("valid", batch_size=6, content=True, negatives=3)))
+    # One negative is a row's own target: it must not count against that row.
+    ids = batch["negatives"]["item_id"].numpy()
+    ids[0] = batch["target"].numpy()[2]
+    features = data.catalogue().features()
+    batch["negatives"] = {
+        "item_id": ids,
+        **{m: tf.gather(features[m], ids) for m in ("image", "text")},
+    }
+    loss = rec.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0)
+
+    items = np.asarray(rec.item_embeddings())
+    target = batch["target"].numpy()
+    users = np.asarray(rec.user_embeddings(batch["history"], items))
+    content = {m: batch[m] for m in ("image", "text")}
+    positives = np.asarray(rec.embed_items(content, target))
+    negatives = np.asarray(rec.embed_items(batch["negatives"], ids))
+    q = rec.sampling_probability.numpy()
+    logits = users @ positives.T / 0.5 - np.log(q[target])[None, :]
+    logits[(target[:, None] == target[None, :]) & ~np.eye(6, dtype=bool)] = -1e4
+    sampled = users @ negatives.T / 0.5 - np.log(1.0 / data.info.num_items)
+    sampled[target[:, None] == ids[None, :]] = -1e4
+    assert sampled[2, 0] == -1e4
+    full = np.concatenate([logits, sampled], axis=1)
+    shifted = full - full.max(axis=1, keepdims=True)
+    expected = np.mean(np.log(np.exp(shifted).sum(axis=1)) - np.diag(shifted[:, :6]))
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
+
+
+def test_a_loaded_model_needs_its_catalogue_to_refresh(data, tmp_path):
+    rec = _tiny(data)
+    path = str(tmp_path / "rec.keras")
+    rec.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(loaded.item_embeddings(), rec.item_embeddings())
+    with pytest.raises(ValueError, match=r"Expected the catalogue to embed: refresh_item_emb"):
+        loaded.refresh_item_embeddings()
+    loaded.use_catalogue(data)
+    np.testing.assert_allclose(
+        loaded.refresh_item_embeddings(), rec.item_embeddings(), rtol=1e-5, atol=1e-6
+    )
+    loaded.compile()
+    with pytest.raises(ValueError, match=r"Expected the items' content for the modalities"):
+        loaded.fit(data.interactions("train", batch_size=16), steps_per_epoch=1, verbose=0)
 
 
 def test_models_saved_before_the_item_bias_load_without_one(data):
@@ -122,7 +224,9 @@ def test_fit_lowers_the_loss_and_raises_recall(data):
     rec = _tiny(data, temperature=0.1)
     rec.compile(keras.optimizers.Adam(1e-2))
     before = evaluate_ranking(rec, data, "train", ks=(20,))["overall"]["recall@20"]
-    history = rec.fit(data.interactions("train", batch_size=128, cache=True), epochs=8, verbose=0)
+    history = rec.fit(
+        data.interactions("train", batch_size=128, cache=True, content=True), epochs=8, verbose=0
+    )
     after = evaluate_ranking(rec, data, "train", ks=(20,))["overall"]["recall@20"]
     losses = history.history["loss"]
     assert losses[-1] < losses[0] - 0.15
@@ -132,7 +236,12 @@ def test_fit_lowers_the_loss_and_raises_recall(data):
 def test_saved_model_reloads_with_equal_recommendations(data, tmp_path):
     rec = _tiny(data, user_pooling="transformer", item_id_embedding=True)
     rec.compile()
-    rec.fit(data.interactions("train", batch_size=64), epochs=1, steps_per_epoch=2, verbose=0)
+    rec.fit(
+        data.interactions("train", batch_size=64, content=rec.modalities),
+        epochs=1,
+        steps_per_epoch=2,
+        verbose=0,
+    )
     path = str(tmp_path / "rec.keras")
     rec.save(path)
     loaded = keras.saving.load_model(path)
@@ -141,16 +250,14 @@ def test_saved_model_reloads_with_equal_recommendations(data, tmp_path):
     loaded_ids, loaded_scores = loaded.recommend(history, k=5)
     np.testing.assert_array_equal(ids, loaded_ids)
     np.testing.assert_allclose(scores, loaded_scores, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(
-        loaded.catalogue["image"].numpy(), data.catalogue().images.numpy()
-    )
+    np.testing.assert_array_equal(loaded.item_embeddings(), rec.item_embeddings())
     # The optimizer state comes back too, so training resumes where it stopped.
     assert int(loaded.optimizer.iterations) == int(rec.optimizer.iterations) == 2
 
 
 def test_id_only_baseline_and_user_encoder(data):
     rec = Recommender.from_dataset(data, modalities=(), item_id_embedding=True, embedding_dim=8)
-    assert rec.item_encoder is None and rec.catalogue == {}
+    assert rec.item_encoder is None and rec.modalities == () and rec.content_spec == {}
     history = np.array([[1, 2, -1] + [-1] * 47], "int32")
     users = rec.build_user_encoder()({"history": history})
     assert users.shape == (1, 8)
@@ -232,7 +339,12 @@ def test_a_frozen_user_encoder_is_a_snapshot_that_never_freezes_the_recommender(
     before = frozen({"history": HISTORIES}).numpy()
     tower = [w.numpy().copy() for w in rec.user_hidden.weights]
     rec.compile(keras.optimizers.Adam(1e-2))
-    rec.fit(data.interactions("train", batch_size=32), epochs=1, steps_per_epoch=2, verbose=0)
+    rec.fit(
+        data.interactions("train", batch_size=32, content=rec.modalities),
+        epochs=1,
+        steps_per_epoch=2,
+        verbose=0,
+    )
     assert not np.allclose(rec.user_hidden.weights[0], tower[0])  # the recommender trained
     np.testing.assert_array_equal(frozen({"history": HISTORIES}), before)
 
@@ -247,7 +359,12 @@ def test_an_unfrozen_user_encoder_shares_the_recommenders_user_tower(data):
     )
     items = shared.get_layer("item_embeddings").embeddings.numpy()
     rec.compile(keras.optimizers.Adam(1e-2))
-    rec.fit(data.interactions("train", batch_size=32), epochs=1, steps_per_epoch=2, verbose=0)
+    rec.fit(
+        data.interactions("train", batch_size=32, content=rec.modalities),
+        epochs=1,
+        steps_per_epoch=2,
+        verbose=0,
+    )
     # It follows the recommender's user tower (over the item embeddings it was built with).
     np.testing.assert_allclose(
         shared({"history": HISTORIES}), rec.user_embeddings(HISTORIES, items), rtol=1e-5, atol=1e-6
@@ -292,6 +409,6 @@ def test_from_dataset_warns_once_when_the_text_length_truncates_many_texts(data)
         "80 of 80 item texts (100%) are longer than the text encoder's sequence_length=4 tokens"
     )
     assert "'sequence_length'" in str(caught[0].message)
-    assert rec.catalogue["text"].shape == (80, 4)
+    assert rec.tokenizer.sequence_length == 4
     rec, caught = build(64)
-    assert caught == [] and rec.catalogue["text"].shape == (80, 64)
+    assert caught == [] and rec.tokenizer.sequence_length == 64

@@ -78,7 +78,7 @@ class ModelScorer:
         self.model = model
         self.name = name or model.name
         # The catalogue is embedded once per evaluation, not once per batch.
-        self.items = model.item_embeddings(batch_size=4096)
+        self.items = model.item_embeddings()
 
     def __call__(self, batch) -> np.ndarray:
         return self.model.score_items(np.asarray(batch["history"]), item_embeddings=self.items)

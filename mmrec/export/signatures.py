@@ -190,15 +190,7 @@ def recommender_endpoints(rec, k=10):
     item_spec, item_example = _item_inputs(rec)
 
     def embed_item(inputs):
-        embedding = 0.0
-        if rec.item_encoder is not None:
-            features = {m: inputs[m] for m in rec.item_encoder.modalities}
-            if "text" in features and rec.tokenizer is not None:
-                features["text"] = rec.tokenizer(features["text"])
-            embedding = _float32(rec.item_encoder(features, training=False))
-        if rec.item_ids is not None:
-            embedding = embedding + _float32(rec.item_ids(inputs["item_id"]))
-        return {"item_embedding": tf.math.l2_normalize(embedding, axis=-1)}
+        return {"item_embedding": _float32(rec.embed_items(inputs, inputs.get("item_id")))}
 
     endpoints = [
         Endpoint("recommend", recommend, history_spec, history_example),
@@ -256,44 +248,19 @@ def key_lookup_endpoint(item_keys):
 
 
 def _item_inputs(rec):
-    """Input specs and an example request (the first two catalogue items) for ``embed_item``."""
-    specs, example = {}, {}
-    rows = min(2, rec.num_items)
-    modalities = rec.item_encoder.modalities if rec.item_encoder is not None else ()
-    for m in modalities:
-        shape = list(rec.catalogue_spec[m]["shape"][1:])
-        values = ops.convert_to_numpy(rec.catalogue[m][:rows])
-        if m == "image":
-            specs[m] = _spec([None, *shape], tf.uint8, m)
-            example[m] = values.astype("uint8")
-        elif m == "text" and rec.tokenizer is not None:
-            specs[m] = _spec([None], tf.string, m)
-            vocabulary = rec.tokenizer.get_vocabulary()
-            example[m] = np.array([detokenize(row, vocabulary) for row in values], dtype=object)
-        elif m == "text":
-            specs[m] = _spec([None, *shape], tf.int32, m)
-            example[m] = values.astype("int32")
-        else:
-            specs[m] = _spec([None, *shape], tf.float32, m)
-            example[m] = values.astype("float32")
+    """Input specs and an example request (two blank items) for ``embed_item``."""
+    specs = {}
+    example = {m: ops.convert_to_numpy(v) for m, v in rec.blank_content(2).items()}
+    for m in rec.modalities:
+        spec = rec.content_spec[m]
+        specs[m] = _spec([None, *spec["shape"]], tf.as_dtype(spec["dtype"]), m)
+        if spec["dtype"] == "string":
+            example[m] = np.array(["" for _ in range(2)], dtype=object)
+    example = {m: example[m] for m in rec.modalities}
     if rec.item_ids is not None:
         specs["item_id"] = _spec([None], tf.int32, "item_id")
-        example["item_id"] = np.arange(rows, dtype="int32")
+        example["item_id"] = np.arange(min(2, rec.num_items), dtype="int32")
     return specs, example
-
-
-def detokenize(ids, vocabulary):
-    """WordPiece ids → text (``##`` pieces joined to the word before; padding dropped)."""
-    words = []
-    for i in np.asarray(ids).tolist():
-        if i == 0:
-            continue
-        token = vocabulary[i]
-        if token.startswith("##") and words:
-            words[-1] += token[2:]
-        else:
-            words.append(token)
-    return " ".join(words)
 
 
 # --- generators ---------------------------------------------------------------------------

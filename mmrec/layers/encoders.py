@@ -44,13 +44,21 @@ def _check_filters(filters):
     return filters
 
 
+def batch_norm(name, dtype):
+    """Batch normalisation whose statistics are the global batch's under `tf.distribute`
+    (``synchronized``, TensorFlow only), so that a step on R replicas normalises like one
+    device on the whole batch (the recommender's global softmax relies on it)."""
+    synchronized = keras.backend.backend() == "tensorflow"
+    return keras.layers.BatchNormalization(name=name, synchronized=synchronized, dtype=dtype)
+
+
 def _conv_block(filters, name, dtype):
     """Conv 3×3 → batch norm → ReLU → 2×2 max-pool, as a list of layers."""
     return [
         keras.layers.Conv2D(
             filters, 3, padding="same", use_bias=False, name=f"{name}_conv", dtype=dtype
         ),
-        keras.layers.BatchNormalization(name=f"{name}_norm", dtype=dtype),
+        batch_norm(f"{name}_norm", dtype),
         keras.layers.ReLU(name=f"{name}_relu", dtype=dtype),
         keras.layers.MaxPooling2D(2, padding="same", name=f"{name}_pool", dtype=dtype),
     ]
@@ -312,7 +320,7 @@ class AudioEncoder(keras.Model):
             dtype=policy,
         )
         self.to_image = keras.layers.Reshape((-1, num_mel_bins, 1), name="to_image", dtype=policy)
-        self.input_norm = keras.layers.BatchNormalization(name="input_norm", dtype=policy)
+        self.input_norm = batch_norm("input_norm", policy)
         self.conv_blocks = [
             layer
             for i, f in enumerate(filters)

@@ -181,3 +181,24 @@ class ItemEmbeddingTable(keras.layers.Layer):
         config = super().get_config()
         config.update({"num_items": self.num_items, "embedding_dim": self.embedding_dim})
         return config
+
+
+def user_encoder_model(item_embeddings, pooling, hidden, projection) -> keras.Model:
+    """A functional user encoder ``{"history": int32 [B, L]}`` → unit-norm float32 [B, D]
+    over a fixed `ItemEmbeddingTable` holding ``item_embeddings`` [N, D]: the table, then
+    the given pooling (`UserEncoder`), hidden and projection layers (what
+    `Recommender.build_user_encoder` wires from its user tower)."""
+    # === Layers ===
+    num_items, dim = item_embeddings.shape
+    table = ItemEmbeddingTable(int(num_items), int(dim), name="item_embeddings")
+    normalize = keras.layers.UnitNormalization(name="user_embedding", dtype="float32")
+
+    # === Functional Model ===
+    history = keras.Input(shape=(None,), dtype="int32", name="history")
+    pooled = pooling(table(history), item_ids=history)
+    user = normalize(projection(hidden(pooled)))
+    encoder = keras.Model({"history": history}, user, name="user_encoder")
+
+    # === Weights ===
+    table.embeddings.assign(item_embeddings)
+    return encoder

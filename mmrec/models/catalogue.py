@@ -1,7 +1,7 @@
 """A recommender's catalogue from a dataset: content, tokenised texts, external item keys.
 
-Where it sits in the data flow: `Recommender.from_dataset` takes the content it
-stores as weights from `catalogue_content` (text as token ids, see
+Where it sits in the data flow: `Recommender.from_dataset` takes what its item
+tower reads per item from `content_spec` (and the tokenizer, see
 `tokenize_texts`) and the sampling frequencies from `target_frequencies`. It reads the dataset's
 id map (``data.item_keys()``: line i of ``item_keys.txt`` is the external key of
 internal item id i) into an `ItemKeys`, which turns a history of external keys
@@ -90,6 +90,44 @@ class ItemKeys:
         return self._array[np.asarray(ids, dtype=np.int64)]
 
 
+class ItemKeysMixin:
+    """External item keys for a model holding an `ItemKeys` (or None) in ``_item_keys``:
+    `item_keys`, `item_key_to_id`, `item_ids_for` (the `Recommender`'s)."""
+
+    @property
+    def item_keys(self):
+        """The items' external keys (``item_keys[i]`` is item i's), or None."""
+        return None if self._item_keys is None else list(self._item_keys.keys)
+
+    @property
+    def item_key_to_id(self):
+        """External key → item id (a dict; raises `ValueError` without `item_keys`)."""
+        return self._keys("item_key_to_id").to_id
+
+    def item_ids_for(self, keys):
+        """Item ids of external keys, nested like ``keys`` (a key, a list, a list of lists).
+
+        Raises:
+            ValueError: naming the keys the catalogue does not have.
+
+        Example:
+
+        ```python
+        ids, scores = rec.recommend(rec.item_ids_for([["1", "296"], ["593"]]))
+        ```
+        """
+        return self._keys("item_ids_for").ids_for(keys)
+
+    def _keys(self, what):
+        if self._item_keys is None:
+            raise ValueError(
+                f"{what} needs the items' external keys, and this model has none "
+                "(item_keys=None: its dataset has no id maps, e.g. a synthetic benchmark). "
+                "Use item ids, or build it from a dataset imported with `mmrec data import`."
+            )
+        return self._item_keys
+
+
 def tokenize_texts(texts, vocabulary, sequence_length):
     """Token ids ``int32 [N, sequence_length]`` of the catalogue's texts, and their tokenizer.
 
@@ -114,32 +152,34 @@ def tokenize_texts(texts, vocabulary, sequence_length):
     return tokens[:, :sequence_length], tokenizer
 
 
-def catalogue_content(data, modalities, encoder_config):
-    """The content of ``modalities`` as a `Recommender` stores it, from a dataset.
+def content_spec(data, modalities, encoder_config):
+    """What a `Recommender`'s item tower takes per item, for ``modalities`` of a dataset.
 
     Returns:
-        ``(content, tokenizer, encoder_config)``: arrays by modality indexed by
-        item id (text as token ids), the `TextTokenizer` (None without text),
-        and a copy of ``encoder_config`` whose ``"text"`` entry holds the
-        ``sequence_length`` (default 24) and the vocabulary's size.
+        ``(spec, tokenizer, encoder_config)``: ``{modality: {"shape": [...],
+        "dtype": ...}}`` per item (text as raw strings, shape ``[]``), the
+        `TextTokenizer` (None without text), and a copy of ``encoder_config``
+        whose ``"text"`` entry holds the ``sequence_length`` (default 24) and the
+        vocabulary's size. Tokenises the catalogue's texts once to warn about
+        truncation (`tokenize_texts`).
     """
     features = data.catalogue().features()
     encoder_config = {m: dict(c) for m, c in (encoder_config or {}).items()}
-    content, tokenizer = {}, None
+    spec, tokenizer = {}, None
     for m in modalities:
         if m not in features:
             raise ValueError(
                 f"Expected modalities among the dataset's {list(features)}. "
                 f"Received: modalities={list(modalities)}"
             )
-        if m != "text":
-            content[m] = ops.convert_to_numpy(features[m])
+        dtype = "string" if m == "text" else features[m].dtype.name
+        spec[m] = {"shape": list(features[m].shape[1:]), "dtype": dtype}
     if "text" in modalities:
         text_config = encoder_config.setdefault("text", {})
         length = text_config.setdefault("sequence_length", 24)
-        content["text"], tokenizer = tokenize_texts(features["text"], data.vocabulary_path, length)
+        _, tokenizer = tokenize_texts(features["text"], data.vocabulary_path, length)
         text_config["vocabulary_size"] = tokenizer.vocabulary_size()
-    return content, tokenizer, encoder_config
+    return spec, tokenizer, encoder_config
 
 
 def target_frequencies(data):

@@ -1,29 +1,18 @@
-"""The multimodal two-tower recommender: item tower over catalogue content, user tower over history.
+"""The multimodal two-tower recommender: item tower over content, user tower over history.
 
-Where it sits in the data flow: it holds the catalogue's content (decoded once by
-`mmrec.data`) as non-trainable weights, so interaction batches carry only ids.
-Each training step embeds the whole catalogue with the item tower
-(`MultimodalItemEncoder`, optionally plus an item-id embedding), gathers the
-history's item embeddings for the user tower (`UserEncoder` → projection), and
-scores each user against the batch's targets with an in-batch softmax whose logits
-are corrected for the candidates' sampling probability (keras-rs
-`SamplingProbabilityCorrection`) and whose accidental hits (the same item as the
-positive, elsewhere in the batch) are removed.
-
-A score is the model's logit, ``cos(user, item) / temperature + item_bias[item]``.
-The optional per-item bias carries what content cannot show: how popular an item
-is beyond its attributes (see docs/recommender.md for how much that is worth).
-Items never seen in training (cold items) keep a bias of 0, the average, because
-an L2 penalty holds the learned biases around 0.
-
-`recommend` ranks the whole catalogue in chunks (bounded memory), excluding the
-user's history. A model built from a dataset with id maps keeps the items'
-external keys (`item_keys`), so it takes and returns those as well
-(`item_ids_for`, ``recommend(..., return_keys=True)``).
-
-The generators personalise through `build_user_encoder()`, a saveable
-functional model of the user tower over a snapshot of the catalogue's item
-embeddings (`ItemEmbeddingTable`).
+Where it sits in the data flow: training batches come from
+``data.interactions(split, content=True)`` — ids plus the content of the batch's
+targets (and of ``negatives=M`` sampled items), gathered by tf.data — so a
+training step runs the item tower (`MultimodalItemEncoder`, optionally plus an
+item-id embedding) on the batch's items only: its cost follows the batch, not
+the catalogue. The user tower (`UserEncoder` → MLP) reads the history's items
+from the item table (`mmrec.models.item_table`), which ``fit`` refreshes every
+epoch. The loss is a softmax over the batch's candidates (global under
+`tf.distribute`), log-Q corrected (keras-rs `SamplingProbabilityCorrection`),
+accidental hits removed. A score is ``cos(user, item) / temperature +
+item_bias[item]``; `recommend` ranks the table with `top_k_excluding`.
+`build_user_encoder()` is what the personalised generators condition on.
+Design and numbers: docs/recommender.md.
 
 Mixed precision: the recommender builds every sublayer with its own ``dtype``
 policy and saves it in its config, so a model trained under ``mixed_bfloat16``
@@ -41,37 +30,41 @@ from keras import ops
 from mmrec.formats import PAD_ID, pad_histories
 from mmrec.layers.dtypes import resolve_policy, serialize_policy
 from mmrec.layers.item_encoder import MultimodalItemEncoder
-from mmrec.layers.user import ItemEmbeddingTable, UserEncoder
-from mmrec.models.catalogue import (
-    ItemKeys,
-    catalogue_content,
-    target_frequencies,
+from mmrec.layers.user import UserEncoder, user_encoder_model
+from mmrec.models.catalogue import ItemKeys, ItemKeysMixin, content_spec, target_frequencies
+from mmrec.models.item_table import (
+    RefreshItemEmbeddings,
+    blank_items,
+    catalogue_batches,
+    check_content_spec,
+    embed_catalogue,
 )
 from mmrec.models.retrieval import (  # noqa: F401  (top_k_excluding: also public here)
+    REMOVED_LOGIT,
     check_history_ids,
+    gather_across_replicas,
     remove_accidental_hits,
     top_k_excluding,
 )
 
-_CATALOGUE_DTYPES = {"image": "uint8", "text": "int32", "audio": "float32"}
-
 
 @keras.saving.register_keras_serializable(package="mmrec")
-class Recommender(keras.Model):
-    """Multimodal two-tower retrieval model trained with an in-batch softmax.
+class Recommender(ItemKeysMixin, keras.Model):
+    """Multimodal two-tower retrieval model trained with a (global) in-batch softmax.
 
     Build it with `Recommender.from_dataset(data)`; the constructor takes the
     parts. Content-free (ID-only) models are the same class with
     `item_encoder=None, item_id_embedding=True`.
 
     Args:
-        catalogue: content features by modality, arrays indexed by item id:
-            `image` uint8 [N, H, W, 3], `text` int32 token ids [N, T] (see
-            `tokenizer`), `audio` float32 [N, samples]. Stored as non-trainable
-            weights, so a saved model carries its catalogue.
-        num_items: N (needed when `catalogue` is empty).
-        item_encoder: a `MultimodalItemEncoder` taking those features (text as
-            token ids), or None for an ID-only model.
+        num_items: N, the catalogue's size.
+        item_encoder: a `MultimodalItemEncoder` taking the items' content (text
+            as token ids; `tokenizer` turns raw text into them), or None for an
+            ID-only model.
+        content_spec: what the item tower takes per item, by modality:
+            ``{"image": {"shape": [H, W, 3], "dtype": "uint8"}, "text": {"shape":
+            [], "dtype": "string"}, "audio": {"shape": [samples], "dtype":
+            "float32"}}`` (text as ``int32 [T]`` token ids without a tokenizer).
         item_id_embedding: add a learned per-item embedding to the item tower.
         item_bias: add a learned per-item bias to the logits (0 for items never
             seen in training).
@@ -80,11 +73,13 @@ class Recommender(keras.Model):
         temperature: softmax temperature on cosine similarities.
         item_frequencies: how often each item is a training target (for the
             sampling-probability correction); uniform if None.
-        tokenizer: the `TextTokenizer` that made the catalogue's token ids (kept
-            for exports that take raw text).
+        tokenizer: the `TextTokenizer` that turns the items' texts into the
+            token ids the text encoder takes.
         item_keys: the items' external keys (``item_keys[i]`` is item i's key, a
             non-empty string), or None. Saved in the config, so a reloaded (or
             exported) model still speaks them.
+        refresh_every: refresh the item table every this many training steps as
+            well as at every epoch's start (None: per epoch only).
         dtype: the dtype policy (e.g. ``"mixed_bfloat16"``) of the model and of
             every layer it builds; None for the global policy. It is saved in the
             config, so a reloaded model computes as it was trained.
@@ -95,7 +90,7 @@ class Recommender(keras.Model):
     data = mmrec.data.load("tf_records/shapes")
     rec = mmrec.models.Recommender.from_dataset(data)
     rec.compile()
-    rec.fit(data.interactions("train"), epochs=5)
+    rec.fit(data.interactions("train", content=True), epochs=5)
     ids, scores = rec.recommend(history=[[3, 17, 42]], k=10)
     # A dataset with id maps (e.g. imported from MovieLens): external keys in and out.
     history = rec.item_ids_for([["1", "296", "593"]])
@@ -105,9 +100,9 @@ class Recommender(keras.Model):
 
     def __init__(
         self,
-        catalogue=None,
-        num_items=None,
+        num_items,
         item_encoder=None,
+        content_spec=None,
         item_id_embedding=False,
         item_bias=False,
         item_bias_l2=1e-4,
@@ -117,34 +112,22 @@ class Recommender(keras.Model):
         tokenizer=None,
         max_history=50,
         embedding_dim=None,
-        catalogue_spec=None,
         item_keys=None,
+        refresh_every=None,
         dtype=None,
         **kwargs,
     ):
         policy = resolve_policy(dtype)
         super().__init__(dtype=policy, **kwargs)
-        catalogue = dict(catalogue or {})
-        if catalogue_spec is None:
-            catalogue_spec = {
-                name: {"shape": list(np.shape(v)), "dtype": _CATALOGUE_DTYPES[name]}
-                for name, v in catalogue.items()
-            }
-        if num_items is None:
-            if not catalogue_spec:
-                raise ValueError("Expected num_items or a catalogue. Received neither.")
-            num_items = next(iter(catalogue_spec.values()))["shape"][0]
+        content_spec = {m: dict(v) for m, v in (content_spec or {}).items()}
+        if not isinstance(num_items, int) or isinstance(num_items, bool) or num_items < 1:
+            raise ValueError(f"Expected num_items to be a positive int. Received: {num_items!r}")
         if item_encoder is None and not item_id_embedding:
             raise ValueError(
                 "Expected an item_encoder, item_id_embedding=True, or both. Received neither."
             )
         if item_encoder is not None:
-            missing = sorted(set(item_encoder.modalities) - set(catalogue_spec))
-            if missing:
-                raise ValueError(
-                    f"Expected the catalogue to hold the item encoder's modalities "
-                    f"{list(item_encoder.modalities)}. Missing: {missing}"
-                )
+            check_content_spec(content_spec, item_encoder.modalities, tokenizer)
             embedding_dim = item_encoder.embedding_dim
         embedding_dim = embedding_dim or 64
         if temperature <= 0:
@@ -186,22 +169,16 @@ class Recommender(keras.Model):
         )
         self.loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True)
 
-        # === Weights: the catalogue and the candidates' sampling probabilities ===
-        self.catalogue = {}
-        for name, spec in catalogue_spec.items():
-            # Not autocast: the content goes to the item encoder as it is stored (the
-            # encoders cast it themselves), also inside a mixed-precision call().
-            variable = self.add_weight(
-                shape=tuple(spec["shape"]),
-                dtype=spec["dtype"],
-                initializer="zeros",
-                trainable=False,
-                autocast=False,
-                name=f"catalogue_{name}",
-            )
-            if name in catalogue:
-                variable.assign(np.asarray(catalogue[name], dtype=spec["dtype"]))
-            self.catalogue[name] = variable
+        # === Weights: the item-embedding table, the candidates' sampling probabilities ===
+        # The catalogue's embeddings as of the last refresh: what the user tower reads
+        # the history's items from, and what recommend / evaluation / export rank.
+        self.item_table = self.add_weight(
+            shape=(num_items, embedding_dim),
+            initializer="zeros",
+            trainable=False,
+            autocast=False,
+            name="item_embedding_table",
+        )
         frequencies = (
             np.ones(num_items) if item_frequencies is None else np.asarray(item_frequencies)
         )
@@ -217,6 +194,9 @@ class Recommender(keras.Model):
                 shape=(num_items,), initializer="zeros", trainable=True, name="item_bias"
             )
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        # Where refresh_item_embeddings() reads the catalogue from (not saved): set by
+        # from_dataset, or by use_catalogue(data) on a loaded model.
+        self.catalogue_source = None
 
         # === Config ===
         self.num_items = num_items
@@ -226,46 +206,103 @@ class Recommender(keras.Model):
         self.temperature = temperature
         self.max_history = max_history
         self.embedding_dim = embedding_dim
-        self.catalogue_spec = catalogue_spec
+        self.content_spec = content_spec
+        self.refresh_every = refresh_every
         self.build()
 
     def build(self, input_shape=None):
-        """Creates every weight now (by embedding one item and one empty history), so
-        that a saved model always holds all of them."""
+        """Creates every weight now (by embedding one blank item and one empty history),
+        so that a saved model always holds all of them."""
         if self.built:
             return
-        item = self._embed_items(ops.zeros((1,), "int32"), training=False)
+        item = self.embed_items(self.blank_content(1), ops.zeros((1,), "int32"))
+        if self.item_encoder is None:
+            self.item_table.assign(self.embed_items({}, ops.arange(self.num_items)))
         self.user_embeddings(ops.full((1, self.max_history), PAD_ID, "int32"), item)
         self.built = True
 
     # --- the towers ---------------------------------------------------------------------
 
-    def item_embeddings(self, training=False, batch_size=None):
-        """Embeddings of the whole catalogue, [N, D], unit norm."""
-        if batch_size is None:
-            return self._embed_items(None, training)
-        parts = [
-            self._embed_items(tf.range(s, min(s + batch_size, self.num_items)), training)
-            for s in range(0, self.num_items, batch_size)
-        ]
-        return ops.concatenate(parts, axis=0)
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The content modalities the item tower takes (empty for an ID-only model)."""
+        return () if self.item_encoder is None else tuple(self.item_encoder.modalities)
 
-    def _embed_items(self, ids, training):
+    def embed_items(self, content, item_ids=None, training=False):
+        """The item tower on a batch of items: unit-norm float32 [B, D].
+
+        Args:
+            content: the items' content by modality, as `content_spec` describes
+                it (`image` uint8 [B, H, W, 3], `text` raw strings [B] or token ids,
+                `audio` float32 [B, samples]); ``{}`` for an ID-only model.
+            item_ids: int [B], needed when the model has an item-id embedding.
+        """
         embedding = 0.0
         if self.item_encoder is not None:
-            features = {
-                m: (v if ids is None else ops.take(v, ids, axis=0))
-                for m, v in self.catalogue.items()
-                if m in self.item_encoder.modalities
-            }
+            missing = [m for m in self.modalities if m not in content]
+            if missing:
+                raise ValueError(
+                    f"Expected the items' content for the modalities {list(self.modalities)}. "
+                    f"Missing: {missing}. Train on data.interactions(split, content=True)."
+                )
+            features = {m: content[m] for m in self.modalities}
+            if "text" in features and self.content_spec["text"]["dtype"] == "string":
+                features["text"] = self.tokenizer(features["text"])
             embedding = self.item_encoder(features, training=training)
         if self.item_ids is not None:
-            all_ids = ops.arange(self.num_items) if ids is None else ids
+            if item_ids is None:
+                raise ValueError("Expected item_ids: this model has an item-id embedding.")
             # In float32: under mixed precision the two towers' outputs differ in dtype.
             embedding = ops.add(
-                ops.cast(embedding, "float32"), ops.cast(self.item_ids(all_ids), "float32")
+                ops.cast(embedding, "float32"),
+                ops.cast(self.item_ids(ops.cast(item_ids, "int32")), "float32"),
             )
         return ops.normalize(ops.cast(embedding, "float32"), axis=-1)
+
+    def blank_content(self, rows):
+        """``rows`` blank items (zeros, empty text) in `content_spec`'s shapes and dtypes."""
+        return blank_items(self.content_spec, rows)
+
+    def item_embeddings(self):
+        """The catalogue's embeddings, [N, D], unit norm: the table as of the last
+        `refresh_item_embeddings` (``fit`` refreshes it every epoch and at its end)."""
+        return ops.convert_to_tensor(self.item_table)
+
+    def use_catalogue(self, items):
+        """Where `refresh_item_embeddings` reads the catalogue from by default.
+
+        ``items``: a dataset from `mmrec.data.load` (its decoded catalogue, in
+        batches), or a `tf.data.Dataset` of item batches ``{"item_id": [B],
+        <modality>: [B, ...]}`` covering the catalogue (e.g. ``data.items(1024)``,
+        streamed from the shards, or content generated on the fly), read once per
+        refresh. `from_dataset` sets its dataset; a loaded model needs this to train.
+        """
+        self.catalogue_source = items
+
+    def refresh_item_embeddings(self, items=None, batch_size=1024, verbose=0):
+        """Embeds the whole catalogue into the item table, ``batch_size`` items at a time.
+
+        Args:
+            items: batches ``{"item_id": [B], <modality>: [B, ...]}`` covering the
+                catalogue (e.g. ``data.items(1024)``, streamed from the shards); by
+                default the decoded catalogue of the dataset the model was built
+                from (`use_catalogue`).
+            verbose: 1 for a progress bar.
+        Returns:
+            The table, float32 [N, D].
+        """
+        if self.item_encoder is None:  # ID-only: no content, one pass over the ids
+            self.item_table.assign(self.embed_items({}, ops.arange(self.num_items)))
+            return self.item_embeddings()
+        if items is None:
+            items = catalogue_batches(self.catalogue_source, self.modalities, batch_size)
+        table = embed_catalogue(self._embed_for_table, items, self.item_table, verbose)
+        self.item_table.assign(table)
+        return self.item_embeddings()
+
+    @tf.function(reduce_retracing=True)
+    def _embed_for_table(self, batch, ids):
+        return self.embed_items({m: batch[m] for m in self.modalities}, ids)
 
     def user_embeddings(self, history, item_embeddings, training=False):
         """User embeddings [B, D] from padded histories [B, L] (`PAD_ID` = -1)."""
@@ -278,9 +315,16 @@ class Recommender(keras.Model):
     def call(self, inputs, training=False):
         """`{"history": [B, L]}` (or the history tensor) → user embeddings [B, D]."""
         history = inputs["history"] if isinstance(inputs, dict) else inputs
-        return self.user_embeddings(history, self.item_embeddings(training), training)
+        return self.user_embeddings(history, self._history_table(), training)
 
-    def build_user_encoder(self, frozen=True, batch_size=1024) -> keras.Model:
+    def _history_table(self):
+        # ID-only models embed the history live (a lookup: cheap, and it trains the id
+        # embeddings from both sides); content models read the table (stop-gradient).
+        if self.item_encoder is None:
+            return self.embed_items({}, ops.arange(self.num_items))
+        return ops.stop_gradient(self.item_embeddings())
+
+    def build_user_encoder(self, frozen=True) -> keras.Model:
         """The user tower as a functional model: ``{"history": int32 [B, L]}`` → float32 [B, D].
 
         What the personalised generators condition on. Histories are padded with
@@ -288,10 +332,10 @@ class Recommender(keras.Model):
         The output equals ``user_embeddings(history, item_embeddings())``: unit
         norm, float32 also under mixed precision.
 
-        The catalogue is embedded once, here, into an `ItemEmbeddingTable` (a
-        non-trainable weight), so a call costs one lookup and one user-tower
-        pass. The model holds only registered layers: it saves to ``.keras`` and
-        loads with ``safe_mode=True`` without this recommender.
+        The item table is copied into an `ItemEmbeddingTable` (a non-trainable
+        weight), so a call costs one lookup and one user-tower pass. The model
+        holds only registered layers: it saves to ``.keras`` and loads with
+        ``safe_mode=True`` without this recommender.
 
         Args:
             frozen: True for an independent snapshot: copies of the user-tower
@@ -300,7 +344,6 @@ class Recommender(keras.Model):
                 freezes the recommender). False to share the recommender's
                 user-tower layers: the encoder then follows (and trains) them.
                 The item embeddings are a snapshot in both cases.
-            batch_size: items embedded at a time when computing the table.
 
         Example:
 
@@ -310,24 +353,10 @@ class Recommender(keras.Model):
         encoder.save("user_encoder.keras")
         ```
         """
-        items = ops.convert_to_numpy(self.item_embeddings(batch_size=batch_size))
         tower = (self.user_tower, self.user_hidden, self.user_projection)
         if frozen:
             tower = tuple(type(layer).from_config(layer.get_config()) for layer in tower)
-        pooling, hidden, projection = tower
-
-        # === Layers ===
-        table = ItemEmbeddingTable(self.num_items, items.shape[1], name="item_embeddings")
-        normalize = keras.layers.UnitNormalization(name="user_embedding", dtype="float32")
-
-        # === Functional Model ===
-        history = keras.Input(shape=(None,), dtype="int32", name="history")
-        pooled = pooling(table(history), item_ids=history)
-        user = normalize(projection(hidden(pooled)))
-        encoder = keras.Model({"history": history}, user, name="user_encoder")
-
-        # === Weights ===
-        table.embeddings.assign(items)
+        encoder = user_encoder_model(ops.convert_to_numpy(self.item_embeddings()), *tower)
         if frozen:
             originals = (self.user_tower, self.user_hidden, self.user_projection)
             for copy, original in zip(tower, originals, strict=True):
@@ -350,24 +379,47 @@ class Recommender(keras.Model):
         # where it stopped instead of Keras skipping the state with a warning).
         self.optimizer.build(self.trainable_variables)
 
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, refreshing the item table at every epoch's start and at the end.
+
+        Batches: ``data.interactions(split, content=True)`` (``negatives=M`` adds
+        sampled negatives); an ID-only model needs no content.
+        """
+        callbacks = [RefreshItemEmbeddings(self.refresh_every), *(callbacks or [])]
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
     def _loss(self, batch, training):
-        items = self.item_embeddings(training)
-        users = self.user_embeddings(batch["history"], items, training)
+        users = self.user_embeddings(batch["history"], self._history_table(), training)
         target = ops.cast(batch["target"], "int32")
-        logits = ops.matmul(users, ops.transpose(ops.take(items, target, axis=0)))
-        logits = logits / self.temperature
-        if self.item_bias is not None:
-            logits = logits + ops.take(self.item_bias, target)[None, :]
-        logits = self.correction(logits, ops.take(self.sampling_probability, target))
-        logits = remove_accidental_hits(logits, target)
-        labels = ops.eye(ops.shape(logits)[0])
-        loss = self.loss_fn(labels, logits)
+        items = self.embed_items(batch, target, training)
+        # The candidates of every replica (a global softmax under tf.distribute).
+        (items, candidates), offset = gather_across_replicas(items, target)
+        probability = ops.take(self.sampling_probability, candidates)
+        logits = self._candidate_logits(users, items, candidates, probability)
+        positives = offset + ops.arange(ops.shape(users)[0])
+        logits = remove_accidental_hits(logits, candidates, target, positives)
+        if "negatives" in batch:  # mixed negative sampling: uniform draws, corrected as such
+            ids = ops.cast(batch["negatives"]["item_id"], "int32")
+            sampled = self.embed_items(batch["negatives"], ids, training)
+            uniform = ops.full(ops.shape(ids), 1.0 / self.num_items)
+            sampled = self._candidate_logits(users, sampled, ids, uniform)
+            accidental = ops.equal(target[:, None], ids[None, :])
+            sampled = ops.where(accidental, ops.cast(REMOVED_LOGIT, sampled.dtype), sampled)
+            logits = ops.concatenate([logits, sampled], axis=1)
+        loss = self.loss_fn(ops.one_hot(positives, ops.shape(logits)[1]), logits)
         if self.item_bias is not None and self.item_bias_l2:
             # Divided like the loss (Keras' Loss divides by the replica count), so the
             # summed replica gradients carry the penalty once.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             loss = loss + self.item_bias_l2 * ops.sum(ops.square(self.item_bias)) / replicas
         return loss
+
+    def _candidate_logits(self, users, items, ids, probability):
+        """Logits of users against candidate items, log-Q corrected by their probability."""
+        logits = ops.matmul(users, ops.transpose(items)) / self.temperature
+        if self.item_bias is not None:
+            logits = logits + ops.take(self.item_bias, ids)[None, :]
+        return self.correction(logits, probability)
 
     def train_step(self, batch):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -413,8 +465,8 @@ class Recommender(keras.Model):
                 (`item_ids_for` turns external keys into ids).
             k: how many items to return per user.
             exclude_history: never recommend an item the user already has.
-            item_embeddings: the catalogue's embeddings from `item_embeddings()`, to
-                reuse across calls (they are computed here if not given).
+            batch_size: users scored at a time.
+            item_embeddings: the items to rank, [N, D] (default: `item_embeddings()`).
             return_keys: also return the items' external keys (the model needs
                 `item_keys`).
         Returns:
@@ -426,9 +478,7 @@ class Recommender(keras.Model):
             self._keys("return_keys=True")
         history = pad_histories(history, self.max_history)[0]
         check_history_ids(history, self.num_items)
-        items = item_embeddings
-        if items is None:
-            items = self.item_embeddings(batch_size=batch_size)
+        items = self.item_embeddings() if item_embeddings is None else item_embeddings
         ids, scores = [], []
         for start in range(0, len(history), batch_size):
             rows = history[start : start + batch_size]
@@ -444,56 +494,19 @@ class Recommender(keras.Model):
             return ids, scores, self._item_keys.keys_for(ids)
         return ids, scores
 
-    def score_items(self, history, batch_size=1024, item_embeddings=None):
+    def score_items(self, history, item_embeddings=None):
         """Scores of every catalogue item for each history: float32 [B, N].
 
         A score is the logit the model was trained with:
         ``cos(user, item) / temperature + item_bias[item]``.
         """
         history = pad_histories(history, self.max_history)[0]
-        items = item_embeddings
-        if items is None:
-            items = self.item_embeddings(batch_size=batch_size)
+        items = self.item_embeddings() if item_embeddings is None else item_embeddings
         users = self.user_embeddings(history, items)
         scores = ops.matmul(users, ops.transpose(items)) / self.temperature
         if self.item_bias is not None:
             scores = scores + self.item_bias[None, :]
         return ops.convert_to_numpy(scores)
-
-    # --- external item keys -------------------------------------------------------------
-
-    @property
-    def item_keys(self):
-        """The items' external keys (``item_keys[i]`` is item i's), or None."""
-        return None if self._item_keys is None else list(self._item_keys.keys)
-
-    @property
-    def item_key_to_id(self):
-        """External key → item id (a dict; raises `ValueError` without `item_keys`)."""
-        return self._keys("item_key_to_id").to_id
-
-    def item_ids_for(self, keys):
-        """Item ids of external keys, nested like ``keys`` (a key, a list, a list of lists).
-
-        Raises:
-            ValueError: naming the keys the catalogue does not have.
-
-        Example:
-
-        ```python
-        ids, scores = rec.recommend(rec.item_ids_for([["1", "296"], ["593"]]))
-        ```
-        """
-        return self._keys("item_ids_for").ids_for(keys)
-
-    def _keys(self, what):
-        if self._item_keys is None:
-            raise ValueError(
-                f"{what} needs the items' external keys, and this Recommender has none "
-                "(item_keys=None: its dataset has no id maps, e.g. a synthetic benchmark). "
-                "Use item ids, or build it from a dataset imported with `mmrec data import`."
-            )
-        return self._item_keys
 
     # --- construction -------------------------------------------------------------------
 
@@ -510,19 +523,20 @@ class Recommender(keras.Model):
         encoder_config=None,
         **kwargs,
     ):
-        """Wires catalogue, vocabulary, sizes and target frequencies from a dataset.
+        """Wires content spec, vocabulary, sizes and target frequencies from a dataset.
 
         `modalities=None` uses every modality the dataset has; `modalities=()` with
         `item_id_embedding=True` gives the ID-only baseline. A per-item bias is on
         by default (`item_bias=True`). The dataset's item keys, if it has id maps,
         become `item_keys`. Warns when the text encoder's ``sequence_length``
-        truncates more than 5% of the catalogue's texts. Other keyword arguments
-        go to the constructor, e.g. `dtype="mixed_bfloat16"` (the item encoder
-        gets the same policy).
+        truncates more than 5% of the catalogue's texts. The model reads the
+        catalogue from ``data`` when it refreshes its item table (`use_catalogue`).
+        Other keyword arguments go to the constructor, e.g.
+        `dtype="mixed_bfloat16"` (the item encoder gets the same policy).
         """
         policy = resolve_policy(kwargs.pop("dtype", None))
         modalities = tuple(data.info.modalities if modalities is None else modalities)
-        content, tokenizer, encoder_config = catalogue_content(data, modalities, encoder_config)
+        spec, tokenizer, encoder_config = content_spec(data, modalities, encoder_config)
         item_encoder = None
         if modalities:
             item_encoder = MultimodalItemEncoder(
@@ -534,10 +548,10 @@ class Recommender(keras.Model):
                 dtype=policy,
             )
         kwargs.setdefault("item_keys", data.item_keys())  # None without id maps
-        return cls(
-            catalogue=content,
+        model = cls(
             num_items=data.info.num_items,
             item_encoder=item_encoder,
+            content_spec=spec,
             item_id_embedding=item_id_embedding,
             item_bias=item_bias,
             user_pooling=user_pooling,
@@ -548,6 +562,9 @@ class Recommender(keras.Model):
             dtype=policy,
             **kwargs,
         )
+        model.use_catalogue(data)
+        model.refresh_item_embeddings()
+        return model
 
     def get_config(self):
         return {
@@ -559,6 +576,7 @@ class Recommender(keras.Model):
                 if self.item_encoder is None
                 else keras.saving.serialize_keras_object(self.item_encoder)
             ),
+            "content_spec": self.content_spec,
             "item_id_embedding": self.item_id_embedding,
             "item_bias": self.item_bias is not None,
             "item_bias_l2": self.item_bias_l2,
@@ -571,8 +589,8 @@ class Recommender(keras.Model):
             ),
             "max_history": self.max_history,
             "embedding_dim": self.embedding_dim,
-            "catalogue_spec": self.catalogue_spec,
             "item_keys": self.item_keys,
+            "refresh_every": self.refresh_every,
             "dtype": serialize_policy(self.dtype_policy),
         }
 

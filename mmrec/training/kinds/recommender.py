@@ -1,6 +1,7 @@
 """The ``"recommender"`` run kind: the multimodal two-tower `Recommender`, ranked on the test split.
 
-Trains on ``data.interactions`` batches; the report is `evaluate_ranking` for the
+Trains on ``data.interactions`` batches that carry the targets' content (a step
+runs the item tower on the batch's items only); the report is `evaluate_ranking` for the
 model next to the popularity, ID-only two-tower and oracle baselines.
 
 A preset's ``modalities`` are what it would like (``tiny``: image and text, the
@@ -52,6 +53,8 @@ SETTINGS = {
     "temperature": float | None,
     "encoder_config": dict | None,
     "id_only_baseline": bool,
+    # Uniformly sampled negatives per batch beside the in-batch ones (0: in-batch only).
+    "negatives": int,
 }
 
 BASE = {
@@ -64,7 +67,6 @@ BASE = {
     # None: every modality the dataset has.
     "modalities": None,
     "fusion": None,
-    # Small: the whole catalogue is embedded at every training step.
     "embedding_dim": 32,
     "item_id_embedding": None,
     "item_bias": None,
@@ -78,12 +80,12 @@ BASE = {
     },
     # Also train the ID-only two-tower (same settings, no content) as a baseline.
     "id_only_baseline": True,
+    "negatives": 0,
 }
 
 TINY = {
     "epochs": 6,
-    # Image (at 16×16) + text: each step embeds the whole catalogue, and audio and
-    # full-size images cost most of that.
+    # Image (at 16×16) + text: audio and full-size images cost most of a step.
     "modalities": ["image", "text"],
     "encoder_config": {
         "image": {"filters": [8, 16], "image_size": 16},
@@ -102,7 +104,7 @@ def build_recommender(plan: RunPlan, user_encoder, dtype) -> Recommender:
     )
 
 
-def run_modalities(plan: RunPlan) -> tuple[str, ...] | None:
+def run_modalities(plan: RunPlan, quiet: bool = False) -> tuple[str, ...] | None:
     """The run's modalities: as configured, or the preset's that the dataset has.
 
     ``None`` (every modality of the dataset) stays ``None``. A preset's list is
@@ -119,7 +121,7 @@ def run_modalities(plan: RunPlan) -> tuple[str, ...] | None:
         return tuple(wanted)
     available = tuple(plan.data.info.modalities)
     kept = tuple(m for m in wanted if m in available) or available
-    if kept != tuple(wanted):
+    if kept != tuple(wanted) and not quiet:
         print(
             f"mmrec: the preset's modalities {list(wanted)} → {list(kept)}: the dataset "
             f"'{plan.data.info.name}' has {list(available)} (set \"modalities\" in a --config "
@@ -130,17 +132,26 @@ def run_modalities(plan: RunPlan) -> tuple[str, ...] | None:
 
 
 def interaction_datasets(plan: RunPlan):
-    """(training, validation) batches of ``data.interactions``; training repeats, seeded."""
+    """(training, validation) batches of ``data.interactions`` with the targets' content
+    (the run's modalities) and ``negatives`` sampled items; training repeats, seeded."""
+    content = run_modalities(plan, quiet=True)
+    content = True if content is None else list(content)
     train = plan.data.interactions(
         "train",
         batch_size=plan.batch_size,
+        content=content,
+        negatives=plan.settings["negatives"],
         repeat=True,
         drop_remainder=True,
         cache=True,
         seed=plan.seed,
     )
     valid = plan.data.interactions(
-        "valid", batch_size=plan.valid_batch_size, drop_remainder=True, cache=True
+        "valid",
+        batch_size=plan.valid_batch_size,
+        content=content,
+        drop_remainder=True,
+        cache=True,
     )
     return train, valid
 

@@ -1,0 +1,112 @@
+"""The recommender's item table: the catalogue's embeddings, refreshed in batches.
+
+Where it sits in the data flow: a `Recommender` keeps the item tower's output for
+every catalogue item in a non-trainable ``[N, D]`` weight. Its user tower reads
+the history's items from it, and ``recommend``, evaluation and the export rank
+it. `embed_catalogue` fills it from batches of items (the dataset's decoded
+catalogue via `catalogue_batches`, ``data.items()`` streamed from the shards, or
+content generated on the fly) with a progress bar; `RefreshItemEmbeddings`
+(added by `Recommender.fit`) does so at every epoch's start and at the end.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+
+class RefreshItemEmbeddings(keras.callbacks.Callback):
+    """Re-embeds the catalogue into a `Recommender`'s item table at every epoch's start,
+    every ``every`` training steps if given, and at the end of training
+    (`Recommender.fit` adds it): the user tower reads the history's items from the
+    table, and recommend / evaluation / export rank it."""
+
+    def __init__(self, every=None):
+        super().__init__()
+        self.every = every
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.refresh_item_embeddings()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every and (batch + 1) % self.every == 0:
+            self.model.refresh_item_embeddings()
+
+    def on_train_end(self, logs=None):
+        self.model.refresh_item_embeddings()
+
+
+def catalogue_batches(source, modalities, batch_size):
+    """Item batches ``{"item_id": int32 [B], <modality>: [B, ...]}`` covering a catalogue.
+
+    ``source``: a `tf.data.Dataset` of such batches (returned as it is), or a
+    dataset from `mmrec.data.load`, whose decoded catalogue (its content cache) is
+    batched in id order.
+    """
+    if source is None:
+        raise ValueError(
+            "Expected the catalogue to embed: refresh_item_embeddings(data.items(1024)) "
+            "or rec.use_catalogue(data) first. Received: items=None on a model "
+            "without a catalogue (e.g. one loaded from a file)."
+        )
+    if isinstance(source, tf.data.Dataset):
+        return source
+    features = source.catalogue().features()
+    content = {m: features[m] for m in modalities}
+    ids = tf.range(source.info.num_items, dtype=tf.int32)
+    return tf.data.Dataset.from_tensor_slices({"item_id": ids, **content}).batch(batch_size)
+
+
+def embed_catalogue(embed, items, table, verbose=0) -> np.ndarray:
+    """Rows of ``table`` (float32 [N, D], a copy is returned) replaced by ``embed(batch,
+    ids)`` for every batch of ``items``; rows of items never seen keep their values.
+
+    Args:
+        embed: batch dict, int32 ids → embeddings [B, D] (the item tower).
+        items: batches ``{"item_id": [B], <modality>: [B, ...]}``.
+        verbose: 1 for a progress bar.
+    """
+    table = np.array(table, dtype="float32", copy=True)
+    progress = keras.utils.Progbar(len(table), verbose=verbose, unit_name="item")
+    seen = 0
+    for batch in items:
+        ids = ops.convert_to_numpy(batch["item_id"]).astype("int32")
+        if ids.size and (ids.min() < 0 or ids.max() >= len(table)):
+            raise ValueError(
+                f"Expected item ids in [0, {len(table)}) in the catalogue's batches. "
+                f"Received: {ids[(ids < 0) | (ids >= len(table))][:5].tolist()}"
+            )
+        table[ids] = ops.convert_to_numpy(embed(batch, ids))
+        seen += len(ids)
+        progress.update(min(seen, len(table)))
+    return table
+
+
+def blank_items(content_spec, rows):
+    """``rows`` blank items (zeros, empty text) in ``content_spec``'s per-item shapes and
+    dtypes: ``{modality: [rows, ...]}`` (what builds a model's item tower)."""
+    out = {}
+    for m, spec in content_spec.items():
+        if spec["dtype"] == "string":
+            out[m] = tf.fill([rows, *spec["shape"]], "")
+        else:
+            out[m] = ops.zeros((rows, *spec["shape"]), spec["dtype"])
+    return out
+
+
+def check_content_spec(content_spec, modalities, tokenizer) -> None:
+    """Raises `ValueError` unless ``content_spec`` describes every modality of the item
+    tower, and a tokenizer is given for raw (``"string"``) text."""
+    missing = sorted(set(modalities) - set(content_spec))
+    if missing:
+        raise ValueError(
+            f"Expected content_spec to describe the item encoder's modalities "
+            f"{list(modalities)}. Missing: {missing}"
+        )
+    if content_spec.get("text", {}).get("dtype") == "string" and tokenizer is None:
+        raise ValueError(
+            "Expected a tokenizer for the items' raw text (content_spec text dtype "
+            "'string'). Received: tokenizer=None"
+        )
