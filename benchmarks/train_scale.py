@@ -4,8 +4,9 @@
 
 The same `Recommender` (image + text towers, the recommender run's ``base``
 encoders) and the same batch at every catalogue size. A training step runs the
-item tower on the batch's targets (and ``--negatives`` sampled items), whose
-content ``data.interactions(..., content=True)`` would gather in tf.data; here
+item tower on the batch's targets, ``--history-items`` K of its history items
+(``history_content=K``) and ``--negatives`` sampled items, whose content
+``data.interactions(..., content=True)`` would gather in tf.data; here
 it is generated on the fly (random 32×32 images, random descriptions), so that
 the catalogue is never held in memory and the numbers show the model. The item
 table ([N, D], what the user tower reads histories from and what retrieval
@@ -37,11 +38,12 @@ WORDS = "red green blue yellow star heart circle square big small dotted striped
 TARGET_RATIO = 1.2
 
 
-def one_size(num_items, batch_size, history, steps, negatives, seed=0) -> dict:
+def one_size(num_items, batch_size, history, steps, negatives, history_items, seed=0) -> dict:
     import keras
     import numpy as np
     import tensorflow as tf
 
+    from mmrec.data.pipeline import history_items as pick_history_items
     from mmrec.layers import MultimodalItemEncoder, TextTokenizer
     from mmrec.models.recommender import Recommender
     from mmrec.training.kinds.recommender import BASE
@@ -66,13 +68,18 @@ def one_size(num_items, batch_size, history, steps, negatives, seed=0) -> dict:
         texts = tf.strings.reduce_join(tf.gather(words, picks), axis=1, separator=" ")
         return {"item_id": ids, "image": tf.cast(images, tf.uint8), "text": texts}
 
-    def batch(_):
+    def batch(step):
         target = tf.random.uniform([batch_size], maxval=num_items, dtype=tf.int32)
+        histories = tf.random.uniform([batch_size, history], maxval=num_items, dtype=tf.int32)
         out = {
-            "history": tf.random.uniform([batch_size, history], maxval=num_items, dtype=tf.int32),
+            "history": histories,
             "target": target,
             **{k: v for k, v in content(target).items() if k != "item_id"},
         }
+        if history_items:
+            seed = [0, tf.cast(step, tf.int32)]
+            ids, out["history_index"] = pick_history_items(histories, history_items, seed)
+            out["history_items"] = content(ids)
         if negatives:
             out["negatives"] = content(
                 tf.random.uniform([negatives], maxval=num_items, dtype=tf.int32)
@@ -132,17 +139,22 @@ def main(argv=None) -> None:
     parser.add_argument("--history", type=int, default=50)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--negatives", type=int, default=0)
+    parser.add_argument(
+        "--history-items", type=int, default=512, help="history items through the tower per step"
+    )
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default="benchmarks/results/train_scale.json")
     args = parser.parse_args(argv)
     if args.one is not None:
-        row = one_size(args.one, args.batch_size, args.history, args.steps, args.negatives)
+        row = one_size(
+            args.one, args.batch_size, args.history, args.steps, args.negatives, args.history_items
+        )
         print("ROW " + json.dumps(row))
         return
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
         command = [sys.executable, __file__, "--one", str(size)]
-        for flag in ("batch_size", "history", "steps", "negatives"):
+        for flag in ("batch_size", "history", "steps", "negatives", "history_items"):
             command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(output.split("ROW ", 1)[1]))
@@ -150,7 +162,8 @@ def main(argv=None) -> None:
     ratio = rows[-1]["seconds_per_step"] / rows[0]["seconds_per_step"]
     print(
         f"\nTraining step, batch {args.batch_size}, history {args.history}, image + text towers, "
-        f"{args.negatives} sampled negatives (median of {args.steps - 3} steps)\n"
+        f"{args.history_items} history items through the tower, {args.negatives} sampled "
+        f"negatives (median of {args.steps - 3} steps)\n"
     )
     print_table(rows, list(rows[0]))
     print(

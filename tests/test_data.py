@@ -166,6 +166,35 @@ def test_interactions_carry_the_targets_content_and_seeded_negatives(tiny_path):
         data.interactions("train", negatives=-1)
 
 
+def test_interactions_carry_the_history_items_once_each_or_a_seeded_few(tiny_path):
+    data = load(tiny_path)
+    images = data.catalogue().features()["image"].numpy()
+    for limit in (True, 3):
+        ds = data.interactions("train", batch_size=8, content=["image"], history_content=limit)
+        for batch in ds.take(4):
+            history, index = batch["history"].numpy(), batch["history_index"].numpy()
+            ids = batch["history_items"]["item_id"].numpy()
+            assert len(set(ids.tolist())) == len(ids)  # each item once
+            np.testing.assert_array_equal(batch["history_items"]["image"], images[ids])
+            kept = index >= 0
+            np.testing.assert_array_equal(ids[index[kept]], history[kept])  # where it is
+            assert not kept[history == PAD_ID].any()
+            if limit is True:
+                assert kept[history != PAD_ID].all()
+                assert set(ids) == set(history[history != PAD_ID].tolist())
+            else:
+                assert len(ids) == min(3, len(set(history[history != PAD_ID].tolist())))
+                assert set(history[(history != PAD_ID) & ~kept].tolist()).isdisjoint(ids)
+
+    def draws():
+        ds = data.interactions("train", batch_size=8, content=["image"], history_content=3)
+        return [b["history_items"]["item_id"].numpy().tolist() for b in ds.take(4)]
+
+    assert draws() == draws()  # seeded
+    with pytest.raises(ValueError, match="Expected history_content to be True, False or an int"):
+        data.interactions("train", history_content=-2)
+
+
 def test_shuffle_is_seeded_and_complete(tiny_path):
     data = load(tiny_path)
 

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from mmrec.data import ShapesConfig, load, write_shapes
-from mmrec.evaluation.baselines import OracleBaseline, PopularityBaseline, PosteriorBaseline
+from mmrec.evaluation.baselines import (
+    OracleBaseline,
+    PopularityBaseline,
+    PosteriorBaseline,
+    residual_popularity,
+)
 from mmrec.evaluation.metrics import ndcg_at_k, recall_at_k, target_ranks
 from mmrec.evaluation.ranking import evaluate_ranking, ranking_table
 
@@ -118,8 +123,31 @@ def test_posterior_finds_the_favourites_a_history_shows(data):
         * np.log(data.catalogue().popularity)
     )
     np.testing.assert_allclose(with_popularity - scores, np.tile(expected, (2, 1)), atol=1e-6)
-    with pytest.raises(ValueError, match="Expected popularity='none' or 'true'"):
-        PosteriorBaseline(data, popularity="counts")
+    with pytest.raises(ValueError, match="Expected popularity='none', 'true' or 'counts'"):
+        PosteriorBaseline(data, popularity="estimated")
+
+
+def test_posterior_with_count_popularity_adds_the_residual_of_the_training_counts(data):
+    counts = PopularityBaseline(data).scores
+    residual = residual_popularity(data, counts)
+    cold = np.asarray(data.info.cold_items)
+    np.testing.assert_array_equal(residual[cold], 0.0)  # never counted: the average
+    # Within a group of equal preference labels the residual orders items as counts do.
+    labels = data.catalogue().labels
+    group = np.zeros(data.info.num_items, np.int64)
+    for name in data.info.user_preferences:
+        group = group * len(data.info.attributes[name]) + labels[name]
+    warm = np.ones(data.info.num_items, bool)
+    warm[cold] = False
+    for g in np.unique(group[warm]):
+        members = np.flatnonzero((group == g) & warm)
+        np.testing.assert_allclose(residual[members].mean(), 0.0, atol=1e-9)
+        shift = residual[members] - np.log(counts[members] + 1)  # one constant per group
+        np.testing.assert_allclose(shift, shift[0], atol=1e-9)
+    batch = next(iter(data.interactions("test", batch_size=4, shuffle=False)))
+    plain = PosteriorBaseline(data)(batch)
+    with_counts = PosteriorBaseline(data, popularity="counts")(batch)
+    np.testing.assert_allclose(with_counts - plain, np.tile(0.5 * residual, (4, 1)), atol=1e-9)
 
 
 def test_posterior_with_true_popularity_sits_between_popularity_and_oracle(data):

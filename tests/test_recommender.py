@@ -178,6 +178,33 @@ def test_the_loss_is_the_corrected_softmax_over_targets_and_sampled_negatives(da
     np.testing.assert_allclose(loss, expected, rtol=1e-4)
 
 
+def test_history_items_go_through_the_item_tower_with_gradient(data):
+    keras.utils.set_random_seed(0)
+    rec = _tiny(data)
+    rec.compile()
+    with_items = next(
+        iter(data.interactions("valid", batch_size=8, content=True, history_content=True))
+    )
+    without = {k: v for k, v in with_items.items() if not k.startswith("history_")}
+    # A fresh table holds what the tower gives: the same users and loss either way.
+    np.testing.assert_allclose(
+        rec._batch_users(with_items, training=False),
+        rec._batch_users(without, training=False),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    weights = rec.item_encoder.trainable_weights
+    gradients = {}
+    for name, batch in (("items", with_items), ("table", without)):
+        with tf.GradientTape() as tape:
+            users = rec._batch_users(batch, training=False)
+            total = keras.ops.sum(users * users[::-1])
+        gradients[name] = tape.gradient(total, weights)
+    # Through the history the tower learns only from the items the batch carries.
+    assert all(g is None for g in gradients["table"])
+    assert sum(float(tf.reduce_sum(tf.abs(g))) for g in gradients["items"]) > 0
+
+
 def test_a_loaded_model_needs_its_catalogue_to_refresh(data, tmp_path):
     rec = _tiny(data)
     path = str(tmp_path / "rec.keras")

@@ -147,6 +147,7 @@ class MultimodalDataset:
         *,
         content: bool | list[str] | tuple[str, ...] = False,
         negatives: int = 0,
+        history_content: bool | int = False,
         shuffle: bool | None = None,
         seed: int = 0,
         repeat: bool = False,
@@ -168,6 +169,13 @@ class MultimodalDataset:
             negatives: also carry this many uniformly sampled items per batch (mixed
                 negative sampling): ``negatives`` = ``{"item_id": int32 [M], <the
                 content modalities>}``; seeded, the same stream for the same seed.
+            history_content: also carry the content of the items in the batch's
+                histories, each once: ``True`` for all of them, an int K for a
+                seeded random K of them (a cost that does not grow with the
+                catalogue). ``history_items`` = ``{"item_id": int32 [U], <the
+                content modalities>}`` and ``history_index`` int32 [batch,
+                max_history], the position of each history item in
+                ``history_items`` (-1: padding, or not among the K).
         """
         shuffle = (split == "train") if shuffle is None else shuffle
         modalities = self._content_modalities(content)
@@ -175,7 +183,14 @@ class MultimodalDataset:
             raise ValueError(f"Expected negatives >= 0. Received: negatives={negatives!r}")
         ds = self._examples(f"interactions-{self._split(split)}", shuffle=shuffle, seed=seed)
         ds = self._finish(ds, batch_size, shuffle, seed, repeat, cache, drop_remainder)
-        if not modalities and not negatives:
+        if not isinstance(history_content, bool) and (
+            not isinstance(history_content, int) or history_content < 0
+        ):
+            raise ValueError(
+                "Expected history_content to be True, False or an int >= 0. "
+                f"Received: history_content={history_content!r}"
+            )
+        if not modalities and not negatives and history_content is False:
             return ds
         features = self.catalogue().features()
         table = {m: features[m] for m in modalities}
@@ -188,6 +203,15 @@ class MultimodalDataset:
                     [negatives], seed=[seed, step], maxval=num_items, dtype=tf.int32
                 )
                 batch["negatives"] = {
+                    "item_id": ids,
+                    **{m: tf.gather(v, ids) for m, v in table.items()},
+                }
+            if history_content is not False:
+                limit = None if history_content is True else int(history_content)
+                ids, batch["history_index"] = history_items(
+                    batch["history"], limit, [seed + 1, step]
+                )
+                batch["history_items"] = {
                     "item_id": ids,
                     **{m: tf.gather(v, ids) for m, v in table.items()},
                 }
@@ -431,6 +455,32 @@ class MultimodalDataset:
             popularity=None if popularity is None else by_id(popularity),
             missing_items=missing,
         )
+
+
+def history_items(history, limit, seed):
+    """The distinct items of a batch of histories (all, or a seeded random ``limit`` of
+    them) and where each history entry is among them.
+
+    Returns:
+        ``(ids int32 [U], index int32 [B, L])``: ``index[b, l]`` is the position of
+        ``history[b, l]`` in ``ids``, -1 for padding and for items left out.
+    """
+    flat = tf.reshape(history, [-1])
+    valid = flat >= 0
+    unique, position = tf.unique(tf.boolean_mask(flat, valid))
+    count = tf.shape(unique)[0]
+    order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=seed)
+    if limit is not None:
+        order = order[:limit]
+    kept = tf.shape(order)[0]
+    # new_position[j]: where unique item j went among the kept ones (-1: left out).
+    new_position = tf.tensor_scatter_nd_update(tf.fill([count], -1), order[:, None], tf.range(kept))
+    index = tf.tensor_scatter_nd_update(
+        tf.fill(tf.shape(flat), -1),
+        tf.where(valid),
+        tf.gather(new_position, position),
+    )
+    return tf.gather(unique, order), tf.reshape(index, tf.shape(history))
 
 
 _ASSERT_TEXT = re.compile(r"assertion failed: \[(.*?)\]\s*(\n|$)", re.S)

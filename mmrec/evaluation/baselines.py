@@ -85,6 +85,29 @@ class OracleBaseline:
         return self.scores[np.asarray(batch["user_id"])]
 
 
+# The weight of the count-estimated popularity (benchmarks/recommender_references.py
+# --weight; 0.5 is the best of the weights it was run with on shapes).
+COUNT_WEIGHT = 0.5
+
+
+def residual_popularity(data, counts) -> np.ndarray:
+    """log(count + 1) minus its mean over the warm items with the same preference labels
+    (0 for cold items): the popularity that the labels do not explain, from counts."""
+    catalogue, info = data.catalogue(), data.info
+    cold = np.zeros(info.num_items, bool)
+    cold[info.cold_items] = True
+    group = np.zeros(info.num_items, np.int64)
+    for name in info.user_preferences:
+        group = group * len(info.attributes[name]) + catalogue.labels[name]
+    log_counts = np.log(counts + 1.0)
+    residual = np.zeros(info.num_items)
+    for g in np.unique(group):
+        members = (group == g) & ~cold
+        if members.any():
+            residual[members] = log_counts[members] - log_counts[members].mean()
+    return residual
+
+
 class PosteriorBaseline:
     """The Bayes posterior over each user's favourites, given only their history.
 
@@ -101,6 +124,9 @@ class PosteriorBaseline:
 
     With ``popularity="true"`` the item's true ``w_pop / T · log popularity`` is
     added (the oracle's knowledge of popularity, no model has it); with
+    ``"counts"`` popularity *estimated from training counts*, what a trained model
+    can learn too: ``COUNT_WEIGHT`` × the residual of log(count + 1) after the mean
+    of the warm items with the same preference labels (0 for cold items); with
     ``"none"`` items with equal labels tie, and the protocol ranks ties at their
     midpoint.
     """
@@ -111,9 +137,10 @@ class PosteriorBaseline:
         info = data.info
         if not info.affinity or not info.user_preferences:
             raise ValueError(f"{data.path}: the dataset has no ground truth for a posterior.")
-        if popularity not in ("none", "true"):
+        if popularity not in ("none", "true", "counts"):
             raise ValueError(
-                f"Expected popularity='none' or 'true'. Received: popularity={popularity!r}"
+                "Expected popularity='none', 'true' or 'counts'. "
+                f"Received: popularity={popularity!r}"
             )
         catalogue, users = data.catalogue(), data.users()
         self.temperature = info.affinity["temperature"]
@@ -130,6 +157,8 @@ class PosteriorBaseline:
         if popularity == "true":
             weight = info.affinity["popularity"] / self.temperature
             self.bias = weight * np.log(catalogue.popularity)
+        if popularity == "counts":
+            self.bias = COUNT_WEIGHT * residual_popularity(data, PopularityBaseline(data).scores)
 
     def favourite_probabilities(self, history: np.ndarray) -> dict[str, np.ndarray]:
         """P(label ∈ favourites | history) per attribute: ``{name: [B, classes]}``."""

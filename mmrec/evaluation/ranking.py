@@ -51,6 +51,7 @@ BASELINES = {
     "itemknn": (ItemKNNBaseline, False),
     "oracle": (OracleBaseline, True),
     "posterior": (PosteriorBaseline, True),
+    "posterior+count_pop": (lambda data: PosteriorBaseline(data, popularity="counts"), True),
     "posterior+true_pop": (lambda data: PosteriorBaseline(data, popularity="true"), True),
 }
 

@@ -308,6 +308,9 @@ class Recommender(ItemKeysMixin, keras.Model):
         """User embeddings [B, D] from padded histories [B, L] (`PAD_ID` = -1)."""
         history = ops.cast(history, "int32")
         gathered = ops.take(item_embeddings, ops.maximum(history, 0), axis=0)
+        return self._users_from(gathered, history, training)
+
+    def _users_from(self, gathered, history, training):
         pooled = self.user_tower(gathered, item_ids=history, training=training)
         user = self.user_projection(self.user_hidden(pooled), training=training)
         return ops.normalize(ops.cast(user, "float32"), axis=-1)
@@ -389,7 +392,7 @@ class Recommender(ItemKeysMixin, keras.Model):
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def _loss(self, batch, training):
-        users = self.user_embeddings(batch["history"], self._history_table(), training)
+        users = self._batch_users(batch, training)
         target = ops.cast(batch["target"], "int32")
         items = self.embed_items(batch, target, training)
         # The candidates of every replica (a global softmax under tf.distribute).
@@ -413,6 +416,20 @@ class Recommender(ItemKeysMixin, keras.Model):
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             loss = loss + self.item_bias_l2 * ops.sum(ops.square(self.item_bias)) / replicas
         return loss
+
+    def _batch_users(self, batch, training):
+        """The batch's users. History items whose content the batch carries
+        (``history_items``) go through the item tower, with gradient; the others
+        are read from the item table."""
+        history = ops.cast(batch["history"], "int32")
+        gathered = ops.take(self._history_table(), ops.maximum(history, 0), axis=0)
+        if "history_items" in batch:
+            items = batch["history_items"]
+            fresh = self.embed_items(items, ops.cast(items["item_id"], "int32"), training)
+            index = ops.cast(batch["history_index"], "int32")
+            fresh = ops.take(fresh, ops.maximum(index, 0), axis=0)
+            gathered = ops.where(index[..., None] >= 0, fresh, gathered)
+        return self._users_from(gathered, history, training)
 
     def _candidate_logits(self, users, items, ids, probability):
         """Logits of users against candidate items, log-Q corrected by their probability."""

@@ -55,6 +55,9 @@ SETTINGS = {
     "id_only_baseline": bool,
     # Uniformly sampled negatives per batch beside the in-batch ones (0: in-batch only).
     "negatives": int,
+    # History items through the item tower per batch: true for all of them, K for a
+    # random K (constant cost at any catalogue size), false for the item table only.
+    "history_content": bool | int,
 }
 
 BASE = {
@@ -81,6 +84,7 @@ BASE = {
     # Also train the ID-only two-tower (same settings, no content) as a baseline.
     "id_only_baseline": True,
     "negatives": 0,
+    "history_content": True,
 }
 
 TINY = {
@@ -133,14 +137,17 @@ def run_modalities(plan: RunPlan, quiet: bool = False) -> tuple[str, ...] | None
 
 def interaction_datasets(plan: RunPlan):
     """(training, validation) batches of ``data.interactions`` with the targets' content
-    (the run's modalities) and ``negatives`` sampled items; training repeats, seeded."""
+    (the run's modalities), their history items' (``history_content``) and ``negatives``
+    sampled items; training repeats, seeded."""
     content = run_modalities(plan, quiet=True)
     content = True if content is None else list(content)
+    history = plan.settings["history_content"] if content else False
     train = plan.data.interactions(
         "train",
         batch_size=plan.batch_size,
         content=content,
         negatives=plan.settings["negatives"],
+        history_content=history,
         repeat=True,
         drop_remainder=True,
         cache=True,
@@ -150,6 +157,7 @@ def interaction_datasets(plan: RunPlan):
         "valid",
         batch_size=plan.valid_batch_size,
         content=content,
+        history_content=history,
         drop_remainder=True,
         cache=True,
     )
