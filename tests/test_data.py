@@ -135,6 +135,37 @@ def test_pipelines_have_the_documented_structure(tiny_path):
     )
 
 
+def test_interactions_carry_the_targets_content_and_seeded_negatives(tiny_path):
+    data = load(tiny_path)
+    features = data.catalogue().features()
+    batches = list(data.interactions("train", batch_size=16, content=["image", "text"]))
+    for batch in batches:
+        assert set(batch) == {"user_id", "history", "target", "image", "text"}
+        targets = batch["target"].numpy()
+        np.testing.assert_array_equal(batch["image"], features["image"].numpy()[targets])
+        np.testing.assert_array_equal(batch["text"], features["text"].numpy()[targets])
+    plain = [b["target"].numpy() for b in data.interactions("train", batch_size=16)]
+    assert [b["target"].numpy().tolist() for b in batches] == [p.tolist() for p in plain]
+
+    def negatives(seed):
+        ds = data.interactions("train", batch_size=16, content=True, negatives=5, seed=seed)
+        return [b["negatives"] for b in ds.take(3)]
+
+    first, again, other = negatives(0), negatives(0), negatives(1)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a["item_id"], b["item_id"])
+    assert any(not np.array_equal(a["item_id"], b["item_id"]) for a, b in zip(first, other))
+    ids = np.concatenate([n["item_id"].numpy() for n in first])
+    assert ids.shape == (15,) and ids.min() >= 0 and ids.max() < TINY.num_items
+    assert len({tuple(n["item_id"].numpy()) for n in first}) == 3  # a new draw per batch
+    np.testing.assert_array_equal(first[0]["image"], features["image"].numpy()[first[0]["item_id"]])
+    assert set(first[0]) == {"item_id", *data.info.modalities}
+    with pytest.raises(ValueError, match=r"Expected content modalities among the dataset's"):
+        data.interactions("train", content=["video"])
+    with pytest.raises(ValueError, match="Expected negatives >= 0. Received: negatives=-1"):
+        data.interactions("train", negatives=-1)
+
+
 def test_shuffle_is_seeded_and_complete(tiny_path):
     data = load(tiny_path)
 

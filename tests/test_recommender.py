@@ -72,6 +72,25 @@ def test_top_k_excluding_adds_the_item_bias_in_every_chunk():
         np.testing.assert_allclose(scores[row], full[row, expected], rtol=1e-5)
 
 
+def test_top_k_excluding_caps_k_ignores_repeats_and_padding():
+    rng = np.random.default_rng(2)
+    items = rng.normal(size=(6, 3)).astype("float32")
+    # Repeated history ids, any negative id as padding, a history covering most items.
+    exclude = np.array([[2, 2, -1, -7], [0, 1, 2, 3], [5, 5, 5, 5]])
+    for batch in (3, 2, 1):
+        users = rng.normal(size=(batch, 3)).astype("float32")
+        ids, scores = top_k_excluding(users, items, exclude[:batch], k=50, chunk_size=4)
+        ids, scores = ids.numpy(), scores.numpy()
+        assert ids.shape == (batch, 6)  # k capped at the catalogue
+        full = users @ items.T
+        for row in range(batch):
+            banned = set(exclude[row][exclude[row] >= 0])
+            kept = [i for i in np.argsort(-full[row], kind="stable") if i not in banned]
+            np.testing.assert_array_equal(ids[row, : len(kept)], kept)
+            assert np.isneginf(scores[row, len(kept) :]).all()  # excluded items come last
+            assert set(ids[row, len(kept) :].tolist()) == banned
+
+
 def test_item_bias_is_learned_for_seen_items_only_and_part_of_every_score(data):
     keras.utils.set_random_seed(0)
     rec = _tiny(data, temperature=0.5)

@@ -145,6 +145,8 @@ class MultimodalDataset:
         split: str,
         batch_size: int = 256,
         *,
+        content: bool | list[str] | tuple[str, ...] = False,
+        negatives: int = 0,
         shuffle: bool | None = None,
         seed: int = 0,
         repeat: bool = False,
@@ -155,10 +157,59 @@ class MultimodalDataset:
 
         `history` is int32 [batch, max_history]: the most recent items, oldest first,
         right-padded with `PAD_ID`. Shuffled by default for "train" only.
+
+        Args:
+            content: also carry the targets' content, as `generation_pairs` does:
+                ``True`` for every modality of the dataset, or a list of modality
+                names; each becomes a key (`image` uint8 [batch, H, W, 3], `text`
+                tf.string [batch], `audio` float32 [batch, samples]). Gathered per
+                batch from the decoded catalogue (`catalogue()`, the content
+                cache), so a model's training step sees only its batch's items.
+            negatives: also carry this many uniformly sampled items per batch (mixed
+                negative sampling): ``negatives`` = ``{"item_id": int32 [M], <the
+                content modalities>}``; seeded, the same stream for the same seed.
         """
         shuffle = (split == "train") if shuffle is None else shuffle
+        modalities = self._content_modalities(content)
+        if negatives < 0 or isinstance(negatives, bool):
+            raise ValueError(f"Expected negatives >= 0. Received: negatives={negatives!r}")
         ds = self._examples(f"interactions-{self._split(split)}", shuffle=shuffle, seed=seed)
-        return self._finish(ds, batch_size, shuffle, seed, repeat, cache, drop_remainder)
+        ds = self._finish(ds, batch_size, shuffle, seed, repeat, cache, drop_remainder)
+        if not modalities and not negatives:
+            return ds
+        features = self.catalogue().features()
+        table = {m: features[m] for m in modalities}
+        num_items = self.info.num_items
+
+        def attach(step, batch):
+            batch = {**batch, **{m: tf.gather(v, batch["target"]) for m, v in table.items()}}
+            if negatives:
+                ids = tf.random.stateless_uniform(
+                    [negatives], seed=[seed, step], maxval=num_items, dtype=tf.int32
+                )
+                batch["negatives"] = {
+                    "item_id": ids,
+                    **{m: tf.gather(v, ids) for m, v in table.items()},
+                }
+            return batch
+
+        ds = ds.enumerate().map(lambda step, batch: attach(tf.cast(step, tf.int32), batch))
+        return ds.prefetch(AUTOTUNE)
+
+    def _content_modalities(self, content) -> tuple[str, ...]:
+        available = tuple(self.info.modalities)
+        if content is True:
+            return available
+        if content is False or content is None:
+            return ()
+        wanted = (content,) if isinstance(content, str) else tuple(content)
+        unknown = [m for m in wanted if m not in available]
+        if unknown:
+            raise ValueError(
+                f"Expected content modalities among the dataset's {list(available)}. "
+                f"Received: content={list(wanted)}"
+            )
+        return wanted
 
     def generation_pairs(
         self,
