@@ -44,7 +44,8 @@ STEP = {"epochs": 3, "steps_per_epoch": 3, "batch_size": 16, "sample_every": 10}
 CONFIGS = {
     "recommender": {"preset": "tiny", **{k: v for k, v in STEP.items() if k != "sample_every"},
                     "modalities": ["image"], "embedding_dim": 8,
-                    "encoder_config": {"image": {"filters": [4, 8]}}, "id_only_baseline": False},
+                    "encoder_config": {"image": {"filters": [4, 8]}}, "id_only_baseline": False,
+                    "history_content": False},
     "gan": {"preset": "tiny", **STEP, "latent_dim": 8, "generator_filters": [16, 8, 8, 4],
             "discriminator_filters": [4, 8, 8]},
     "vae": {"preset": "tiny", **STEP, "latent_dim": 8, "decoder_filters": [16, 8, 8, 4],

@@ -42,8 +42,9 @@ EVALUATE_DESCRIPTION = (
     "recommenders (.keras or run folders) and the baselines (popularity; ease, "
     "closed-form EASE with lambda chosen on the valid split; itemknn, cosine "
     "item-item with k chosen on the valid split; where the dataset has ground truth: "
-    "oracle, and posterior / posterior+true_pop, the Bayes posterior over a user's "
-    "favourites given the history, without and with the items' true popularity). "
+    "oracle, and posterior / posterior+count_pop / posterior+true_pop, the Bayes "
+    "posterior over a user's favourites given the history, alone, with the items' "
+    "popularity estimated from training counts, and with their true popularity). "
     "Every item the user had before the target is excluded. Undefined metrics "
     "(no cold targets) are null in the JSON. Prints a table and writes JSON."
 )
@@ -64,7 +65,15 @@ QUICKSTART_DESCRIPTION = (
 
 # The names of mmrec.evaluation.ranking.BASELINES, for --help without importing TensorFlow
 # (tests/test_cli.py checks that they agree).
-BASELINES = ("popularity", "ease", "itemknn", "oracle", "posterior", "posterior+true_pop")
+BASELINES = (
+    "popularity",
+    "ease",
+    "itemknn",
+    "oracle",
+    "posterior",
+    "posterior+count_pop",
+    "posterior+true_pop",
+)
 
 
 def add_commands(commands) -> None:

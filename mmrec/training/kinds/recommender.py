@@ -142,6 +142,16 @@ def interaction_datasets(plan: RunPlan):
     content = run_modalities(plan, quiet=True)
     content = True if content is None else list(content)
     history = plan.settings["history_content"] if content else False
+    if history is not False and plan.replicas > 1:
+        # A batch's history items are not split with its rows across replicas (their
+        # positions index the whole batch): each replica reads the table instead.
+        print(
+            f"mmrec: history_content needs one replica; on {plan.replicas} the user tower "
+            'reads the history from the item table (set "history_content": false to '
+            "silence this)",
+            flush=True,
+        )
+        history = False
     train = plan.data.interactions(
         "train",
         batch_size=plan.batch_size,
