@@ -61,10 +61,9 @@ class Recommender(ItemKeysMixin, keras.Model):
         item_encoder: a `MultimodalItemEncoder` taking the items' content (text
             as token ids; `tokenizer` turns raw text into them), or None for an
             ID-only model.
-        content_spec: what the item tower takes per item, by modality:
-            ``{"image": {"shape": [H, W, 3], "dtype": "uint8"}, "text": {"shape":
-            [], "dtype": "string"}, "audio": {"shape": [samples], "dtype":
-            "float32"}}`` (text as ``int32 [T]`` token ids without a tokenizer).
+        content_spec: what the item tower takes per item, by modality, e.g.
+            ``{"image": {"shape": [32, 32, 3], "dtype": "uint8"}, "text":
+            {"shape": [], "dtype": "string"}}`` (raw text needs `tokenizer`).
         item_id_embedding: add a learned per-item embedding to the item tower.
         item_bias: add a learned per-item bias to the logits (0 for items never
             seen in training).
@@ -269,27 +268,19 @@ class Recommender(ItemKeysMixin, keras.Model):
         return ops.convert_to_tensor(self.item_table)
 
     def use_catalogue(self, items):
-        """Where `refresh_item_embeddings` reads the catalogue from by default.
-
-        ``items``: a dataset from `mmrec.data.load` (its decoded catalogue, in
-        batches), or a `tf.data.Dataset` of item batches ``{"item_id": [B],
-        <modality>: [B, ...]}`` covering the catalogue (e.g. ``data.items(1024)``,
-        streamed from the shards, or content generated on the fly), read once per
-        refresh. `from_dataset` sets its dataset; a loaded model needs this to train.
-        """
+        """Where `refresh_item_embeddings` reads the catalogue from by default: a
+        dataset from `mmrec.data.load` or batches of items (see `catalogue_batches`).
+        `from_dataset` sets its dataset; a loaded model needs this to train."""
         self.catalogue_source = items
 
     def refresh_item_embeddings(self, items=None, batch_size=1024, verbose=0):
-        """Embeds the whole catalogue into the item table, ``batch_size`` items at a time.
+        """Embeds the whole catalogue into the item table, ``batch_size`` items at a time,
+        and returns it (float32 [N, D]).
 
         Args:
             items: batches ``{"item_id": [B], <modality>: [B, ...]}`` covering the
-                catalogue (e.g. ``data.items(1024)``, streamed from the shards); by
-                default the decoded catalogue of the dataset the model was built
-                from (`use_catalogue`).
+                catalogue (e.g. ``data.items(1024)``); by default `use_catalogue`'s.
             verbose: 1 for a progress bar.
-        Returns:
-            The table, float32 [N, D].
         """
         if self.item_encoder is None:  # ID-only: no content, one pass over the ids
             self.item_table.assign(self.embed_items({}, ops.arange(self.num_items)))
@@ -331,22 +322,15 @@ class Recommender(ItemKeysMixin, keras.Model):
         """The user tower as a functional model: ``{"history": int32 [B, L]}`` → float32 [B, D].
 
         What the personalised generators condition on. Histories are padded with
-        -1 (any ``L``; ``recommend`` keeps the ``max_history`` most recent items).
-        The output equals ``user_embeddings(history, item_embeddings())``: unit
-        norm, float32 also under mixed precision.
-
-        The item table is copied into an `ItemEmbeddingTable` (a non-trainable
-        weight), so a call costs one lookup and one user-tower pass. The model
-        holds only registered layers: it saves to ``.keras`` and loads with
+        -1. The output equals ``user_embeddings(history, item_embeddings())``
+        (unit norm, float32 under every policy), over a copy of the item table
+        (`ItemEmbeddingTable`); it saves to ``.keras`` and loads with
         ``safe_mode=True`` without this recommender.
 
         Args:
-            frozen: True for an independent snapshot: copies of the user-tower
-                layers with this model's weights, not trainable (training the
-                recommender later leaves it unchanged, and freezing it never
-                freezes the recommender). False to share the recommender's
-                user-tower layers: the encoder then follows (and trains) them.
-                The item embeddings are a snapshot in both cases.
+            frozen: True for an independent, non-trainable snapshot of the user
+                tower; False to share (and train) the recommender's layers. The
+                item embeddings are a snapshot in both cases.
 
         Example:
 
@@ -383,11 +367,8 @@ class Recommender(ItemKeysMixin, keras.Model):
         self.optimizer.build(self.trainable_variables)
 
     def fit(self, *args, callbacks=None, **kwargs):
-        """`keras.Model.fit`, refreshing the item table at every epoch's start and at the end.
-
-        Batches: ``data.interactions(split, content=True)`` (``negatives=M`` adds
-        sampled negatives); an ID-only model needs no content.
-        """
+        """`keras.Model.fit` on ``data.interactions(split, content=True, ...)`` batches,
+        refreshing the item table at every epoch's start and at the end."""
         callbacks = [RefreshItemEmbeddings(self.refresh_every), *(callbacks or [])]
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
@@ -418,9 +399,8 @@ class Recommender(ItemKeysMixin, keras.Model):
         return loss
 
     def _batch_users(self, batch, training):
-        """The batch's users. History items whose content the batch carries
-        (``history_items``) go through the item tower, with gradient; the others
-        are read from the item table."""
+        # History items whose content the batch carries (history_items) go through the
+        # item tower, with gradient; the others are read from the item table.
         history = ops.cast(batch["history"], "int32")
         gathered = ops.take(self._history_table(), ops.maximum(history, 0), axis=0)
         if "history_items" in batch:
