@@ -119,15 +119,7 @@ def test_your_data_notebook_goes_from_csv_files_to_titles(tmp_path, monkeypatch)
     for knob in ("ITEMS", "USERS", "EPOCHS"):  # the notebook's defaults are tiny
         monkeypatch.delenv(f"MMREC_EXAMPLE_{knob}", raising=False)
     monkeypatch.setenv("MMREC_EXAMPLE_OUT", str(tmp_path / "your_data"))
-    with open(os.path.join(EXAMPLES, "your_data.ipynb")) as f:
-        notebook = nbformat.read(f, as_version=4)
-    assert not [c for c in notebook.cells if c.get("outputs")]  # saved with outputs cleared
-    client = NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
-    )
-    client.execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
+    outputs = executed_outputs("your_data.ipynb", tmp_path)
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     # The import's summary, the baselines next to the model, recommendations with titles.
     assert "items                    " in text and "dropped interaction rows" in text
