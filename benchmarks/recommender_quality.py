@@ -46,9 +46,20 @@ ENCODERS = {
 }
 
 
-def train(data, name, epochs, batch_size, learning_rate, history_content=True, **kwargs):
+def train(
+    data, name, epochs, batch_size, learning_rate, history_content=True, patience=None, **kwargs
+):
     keras.utils.set_random_seed(0)
     model = Recommender.from_dataset(data, name=name, **kwargs)
+    # Early stopping on the validation loss, keeping the best epoch's weights (the item
+    # table is re-embedded from them at the end of fit).
+    callbacks = []
+    if patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1
+            )
+        )
     model.compile(keras.optimizers.Adam(learning_rate))
     start = time.perf_counter()
     history_content = history_content if model.modalities else False
@@ -64,6 +75,7 @@ def train(data, name, epochs, batch_size, learning_rate, history_content=True, *
             "valid", batch_size=batch_size, content=model.modalities, cache=True
         ),
         epochs=epochs,
+        callbacks=callbacks,
         verbose=2,
     )
     return model, time.perf_counter() - start
@@ -104,6 +116,13 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--refresh-every", type=int, default=None, help="item-table refresh, in steps"
     )
+    parser.add_argument(
+        "--early-stopping",
+        type=int,
+        default=None,
+        metavar="PATIENCE",
+        help="stop when the validation loss has not improved for PATIENCE epochs, keep the best",
+    )
     parser.add_argument("--skip-id-only", action="store_true", help="train the multimodal only")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/)")
     args = parser.parse_args(argv)
@@ -118,6 +137,7 @@ def main(argv=None) -> None:
         embedding_dim=args.embedding_dim,
         temperature=args.temperature,
         user_pooling=args.user_pooling,
+        patience=args.early_stopping,
         item_bias=args.item_bias,
     )
     modalities = tuple(args.modalities.split(",")) if args.modalities else data.info.modalities

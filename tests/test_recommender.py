@@ -146,6 +146,50 @@ def test_a_training_step_embeds_only_the_batch_items_and_fit_refreshes_the_table
     np.testing.assert_allclose(streamed, table, rtol=1e-5, atol=1e-5)
 
 
+def test_validation_reads_a_fresh_table_and_early_stopping_keeps_a_consistent_one(data):
+    keras.utils.set_random_seed(0)
+    rec = _tiny(data)
+    rec.compile(keras.optimizers.Adam(3e-2))
+    refreshes = []
+    refresh = rec.refresh_item_embeddings
+    rec.refresh_item_embeddings = lambda *a, **k: refreshes.append(1) or refresh(*a, **k)
+    seen = {}
+
+    class TableAtValidation(keras.callbacks.Callback):
+        def on_test_batch_begin(self, batch, logs=None):
+            features = data.catalogue().features()
+            content = {m: features[m] for m in ("image", "text")}
+            current = rec.embed_items(content, np.arange(data.info.num_items))
+            seen.setdefault("gap", np.abs(np.array(rec.item_embeddings()) - current).max())
+
+    train = data.interactions("train", batch_size=16, content=True, drop_remainder=True)
+    valid = data.interactions("valid", batch_size=16, content=True, drop_remainder=True)
+    stop = keras.callbacks.EarlyStopping(patience=1, restore_best_weights=True)
+    rec.fit(
+        train,
+        validation_data=valid,
+        epochs=4,
+        steps_per_epoch=3,
+        callbacks=[TableAtValidation(), stop],
+        verbose=0,
+    )
+    # Validation ranked against the end-of-epoch tower, not the epoch-start table.
+    assert seen["gap"] < 1e-5
+    # One refresh before each validation stands in for the next epoch's (the weights did
+    # not move in between), plus the first epoch's and the end's.
+    epochs = len(rec.history.history["loss"])
+    assert len(refreshes) == epochs + 2
+    # The table is re-embedded after EarlyStopping restored the best weights.
+    features = data.catalogue().features()
+    content = {m: features[m] for m in ("image", "text")}
+    np.testing.assert_allclose(
+        rec.item_embeddings(),
+        rec.embed_items(content, np.arange(data.info.num_items)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
 def test_the_loss_is_the_corrected_softmax_over_targets_and_sampled_negatives(data):
     rec = _tiny(data, item_bias=False, temperature=0.5)
     rec.compile()

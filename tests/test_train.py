@@ -540,6 +540,19 @@ def test_given_settings_reach_the_model(shapes):
     assert rec.item_bias_l2 == 0.0
 
 
+def test_the_recommenders_early_stopping_setting_adds_the_callback(shapes, tmp_path):
+    spec = get_run_kind("recommender")
+
+    def callbacks(config):
+        plan = RunPlan.create(spec, resolve_config("recommender", config), shapes, run_dir=tmp_path)
+        return spec.callbacks(None, plan)
+
+    assert [type(c).__name__ for c in callbacks("tiny")] == ["ModelCheckpoint"]
+    stop = callbacks({"preset": "tiny", "early_stopping": 3})[-1]
+    assert isinstance(stop, keras.callbacks.EarlyStopping)
+    assert (stop.monitor, stop.patience, stop.restore_best_weights) == ("val_loss", 3, True)
+
+
 def test_a_registered_kind_trains_through_the_same_driver(data_dir, tmp_path):
     judge = get_run_kind("judge")
     small = dataclasses.replace(

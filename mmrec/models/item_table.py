@@ -19,22 +19,37 @@ from keras import ops
 
 class RefreshItemEmbeddings(keras.callbacks.Callback):
     """Re-embeds the catalogue into a `Recommender`'s item table at every epoch's start,
-    every ``every`` training steps if given, and at the end of training
-    (`Recommender.fit` adds it): the user tower reads the history's items from the
-    table, and recommend / evaluation / export rank it."""
+    before fit's validation, every ``every`` training steps if given, and at the end of
+    training (`Recommender.fit` adds it, last): the user tower reads the history's items
+    from the table, and recommend / evaluation / export rank it. A refresh is skipped when
+    no training step ran since the last one."""
 
     def __init__(self, every=None):
         super().__init__()
         self.every = every
+        self.stale = True  # the weights moved since the last refresh
+
+    def refresh(self):
+        if self.stale:
+            self.model.refresh_item_embeddings()
+            self.stale = False
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.refresh_item_embeddings()
+        self.refresh()
+
+    def on_test_begin(self, logs=None):
+        # fit's validation reads the history's items from the table: refresh it first, so
+        # the validation loss (what early stopping watches) is the end-of-epoch model's.
+        self.refresh()
 
     def on_train_batch_end(self, batch, logs=None):
+        self.stale = True
         if self.every and (batch + 1) % self.every == 0:
-            self.model.refresh_item_embeddings()
+            self.refresh()
 
     def on_train_end(self, logs=None):
+        # Last in fit's callbacks: after EarlyStopping(restore_best_weights=True) restored
+        # the weights (and, with them, an older table).
         self.model.refresh_item_embeddings()
 
 

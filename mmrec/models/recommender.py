@@ -368,8 +368,8 @@ class Recommender(ItemKeysMixin, keras.Model):
 
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit` on ``data.interactions(split, content=True, ...)`` batches,
-        refreshing the item table at every epoch's start and at the end."""
-        callbacks = [RefreshItemEmbeddings(self.refresh_every), *(callbacks or [])]
+        refreshing the item table at every epoch's start, before validation and at the end."""
+        callbacks = [*(callbacks or []), RefreshItemEmbeddings(self.refresh_every)]
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def _loss(self, batch, training):

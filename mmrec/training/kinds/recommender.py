@@ -24,7 +24,13 @@ from mmrec.evaluation.ranking import (
     ranking_table,
 )
 from mmrec.models.recommender import Recommender
-from mmrec.training.kinds.base import RunKind, RunPlan, register_run_kind, set_learning_rate
+from mmrec.training.kinds.base import (
+    RunKind,
+    RunPlan,
+    best_checkpoint,
+    register_run_kind,
+    set_learning_rate,
+)
 
 # The model arguments a config may set (None: the model's default).
 MODEL_KEYS = (
@@ -58,6 +64,9 @@ SETTINGS = {
     # History items through the item tower per batch: true for all of them, K for a
     # random K (constant cost at any catalogue size), false for the item table only.
     "history_content": bool | int,
+    # Stop when the validation loss has not improved for this many epochs and keep the
+    # best epoch's weights (null: train every epoch).
+    "early_stopping": int | None,
 }
 
 BASE = {
@@ -85,6 +94,7 @@ BASE = {
     "id_only_baseline": True,
     "negatives": 0,
     "history_content": True,
+    "early_stopping": None,
 }
 
 TINY = {
@@ -174,6 +184,20 @@ def interaction_datasets(plan: RunPlan):
     return train, valid
 
 
+def recommender_callbacks(model, plan: RunPlan) -> list:
+    """The best checkpoint by ``val_loss``, and early stopping if ``early_stopping`` is set
+    (`Recommender.fit` re-embeds the catalogue from the restored weights at the end)."""
+    callbacks = best_checkpoint(model, plan)
+    patience = plan.settings["early_stopping"]
+    if patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1
+            )
+        )
+    return callbacks
+
+
 def evaluate_recommender(model, plan: RunPlan) -> dict:
     """Test-split ranking of the model and its baselines; prints the table."""
     data = plan.data
@@ -230,6 +254,7 @@ RECOMMENDER = register_run_kind(
         build=build_recommender,
         evaluate=evaluate_recommender,
         datasets=interaction_datasets,
+        callbacks=recommender_callbacks,
         settings=SETTINGS,
         presets={"base": BASE, "tiny": TINY},
     )
