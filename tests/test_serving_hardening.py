@@ -157,8 +157,8 @@ def test_grpc_tensor_claiming_50m_values_is_refused_before_decoding(served):
 # --- 2. many clients at once: none reset ------------------------------------------------------
 
 
-def test_200_concurrent_connections_are_all_answered(served):
-    clients = 200
+@pytest.mark.parametrize("clients", [200, pytest.param(500, marks=pytest.mark.slow)])
+def test_concurrent_connections_are_all_answered(served, clients):
     start = threading.Barrier(clients)
 
     def client(index):

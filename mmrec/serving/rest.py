@@ -222,6 +222,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.close_connection or self.server.waiting():
             # Others wait for a handler thread: give this one up (the client reconnects).
             self.send_header("Connection", "close")
+        else:  # when this server closes an idle connection, so clients need not guess
+            self.send_header("Keep-Alive", f"timeout={int(self.server.timeout_seconds)}")
         self.end_headers()
         if not head:
             self.wfile.write(payload)
