@@ -254,6 +254,28 @@ def test_body_shorter_than_content_length_gets_408_after_the_timeout(served):
     assert_serves(served)
 
 
+def test_headers_trickled_a_byte_at_a_time_get_408_after_the_timeout(served):
+    """Each byte arrives well within the per-read timeout; the whole head does not."""
+    started = time.monotonic()
+    with socket.create_connection(address(served), timeout=0.25) as sock:
+        sock.sendall(b"GET /v1/models/rec HTTP/1.1\r\n")
+        answer = b""
+        for i in range(40):  # 10 s at most
+            try:
+                sock.sendall(b"X-%d: 1\r\n" % i)
+                answer += sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not answer or b"\r\n\r\n" in answer:
+                break
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"Expected the request line and headers within" in answer
+    assert time.monotonic() - started < TIMEOUT_MS / 1000 + 3
+    assert_serves(served)
+
+
 # --- 4. hot reload survives odd folders and says when it fails --------------------------------
 
 

@@ -18,7 +18,8 @@ Connections wait in the listen backlog, then in a queue, for one of
 ``num_threads`` handler threads: many clients at once are served in turn
 instead of being reset or starting a thread each. A connection gives its thread
 up after a response when others are waiting (``Connection: close``), and an
-idle or slow client holds it for at most ``timeout_seconds``.
+idle or slow client holds it for at most ``timeout_seconds`` to send a request's
+head (line and headers), then as long again for its body (408 otherwise).
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ class RestServer(http.server.HTTPServer):
         self.timeout_seconds = timeout_seconds
         self.ssl_context = ssl_context
         self._connections = queue.SimpleQueue()
+        self._deadlines = {}  # handler → when its request's head must have arrived
+        self._deadlines_lock = threading.Lock()
+        self._closed = threading.Event()
+        threading.Thread(
+            target=self._cut_off_late_heads, name="mmrec-rest-deadlines", daemon=True
+        ).start()
         # Daemon threads, unlike a ThreadPoolExecutor's: an idle keep-alive client must
         # not keep the process alive after a graceful stop.
         self._workers = [
@@ -162,8 +169,32 @@ class RestServer(http.server.HTTPServer):
             finally:
                 self.shutdown_request(request)
 
+    def expect_head(self, handler):
+        """``handler``'s next request line and headers must arrive within the timeout."""
+        with self._deadlines_lock:
+            self._deadlines[handler] = time.monotonic() + self.timeout_seconds
+
+    def head_received(self, handler):
+        """Stops the clock for ``handler``; False if it ran out (the connection was cut)."""
+        with self._deadlines_lock:
+            return self._deadlines.pop(handler, None) is not None
+
+    def _cut_off_late_heads(self):
+        # The standard library reads a head with a timeout per recv(): a client that
+        # trickles a byte at a time would hold a handler thread indefinitely. One
+        # thread watches every connection's deadline instead of a timer per request.
+        while not self._closed.wait(min(self.timeout_seconds / 4, 0.5)):
+            now = time.monotonic()
+            with self._deadlines_lock:
+                late = [handler for handler, due in self._deadlines.items() if due < now]
+                for handler in late:
+                    del self._deadlines[handler]
+            for handler in late:
+                handler.cut_off()
+
     def server_close(self):
         """Closes the listening socket and the connections still waiting; stops the threads."""
+        self._closed.set()
         super().server_close()
         while True:
             try:
@@ -186,6 +217,36 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         # Headers and body are separate writes; without this, Nagle's algorithm and the
         # client's delayed ACK add ~40 ms to every keep-alive response.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle_one_request(self):
+        self.server.expect_head(self)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.head_received(self)
+
+    def parse_request(self):
+        """The standard library's parsing (it reads the headers), unless they came too late."""
+        parsed = super().parse_request()
+        if self.server.head_received(self):
+            return parsed
+        if parsed:
+            timeout = self.server.timeout_seconds
+            self.send_error(
+                408,
+                f"Expected the request line and headers within {timeout:g} s "
+                "(--rest-api-timeout-ms). Received them too slowly",
+            )
+        return False
+
+    def cut_off(self):
+        """Ends the reading of a head that is too slow (called by the server's watcher)."""
+        try:
+            # socket.socket's own shutdown, also under TLS: SSLSocket.shutdown would also
+            # drop the TLS state, and the 408 could not be written.
+            socket.socket.shutdown(self.connection, socket.SHUT_RD)
+        except OSError:  # already closed
+            pass
 
     def log_message(self, format, *args):  # noqa: A002  (quiet: one line per request is noise)
         pass
