@@ -106,7 +106,8 @@ def _add_serve(commands) -> None:
         "--rest-api-timeout-ms",
         type=positive_int,
         default=30_000,
-        help="longest wait for a REST request's bytes or an idle client's next request",
+        help="longest wait for a REST request's head, then its body, or an idle client's next "
+        "request (408 / connection closed)",
     )
     serve.add_argument(
         "--grpc-max-threads",

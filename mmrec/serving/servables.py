@@ -301,6 +301,9 @@ class ModelManager:
                 self._poll_failed(name, message)
             else:
                 self._poll_succeeded(name)
+        with self._lock:  # what is said about models no longer listed is moot
+            for name in set(self._poll_errors) - set(sources) - {None}:
+                del self._poll_errors[name]
         for name in sorted(set(self._servables) - set(sources)):
             with self._lock:
                 del self._servables[name]

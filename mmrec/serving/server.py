@@ -38,8 +38,8 @@ class ModelServer:
         max_body_bytes: largest REST body / gRPC message accepted (413 / RESOURCE_EXHAUSTED).
         poll_seconds: how often the folders are checked for new versions.
         rest_api_num_threads: REST handler threads (TF Serving's flag; default 4 per CPU).
-        rest_api_timeout_ms: longest wait for a REST request's bytes, and for an idle
-            keep-alive client (TF Serving's flag and default, 30 s).
+        rest_api_timeout_ms: longest wait for a REST request's head, then for its body,
+            and for an idle keep-alive client (TF Serving's flag and default, 30 s).
         grpc_max_threads: gRPC threads (TF Serving's flag; default 4 per CPU).
         ssl_config_file: TF Serving's ``SSLConfig`` text proto: serve gRPC and REST over TLS.
 
