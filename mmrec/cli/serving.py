@@ -76,18 +76,49 @@ def _add_serve(commands) -> None:
     serve.add_argument("--model-config-file", default=None, help="a TF Serving models.config")
     serve.add_argument("--rest-port", type=port, default=8501)
     serve.add_argument("--grpc-port", type=port, default=8500)
-    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: all)")
+    serve.add_argument(
+        "--host",
+        "--bind-address",
+        default="127.0.0.1",
+        help="interface to listen on (0.0.0.0: all)",
+    )
     serve.add_argument(
         "--max-batch-size", type=positive_int, default=256, help="largest batch per request"
     )
     serve.add_argument(
         "--max-body-bytes",
+        "--max-message-size",
         type=positive_int,
         default=16 << 20,
-        help="largest REST body / gRPC message (bytes)",
+        help="largest REST body / gRPC message, and largest decoded input (bytes)",
     )
     serve.add_argument(
         "--poll-seconds", type=float, default=1.0, help="how often to look for new versions"
+    )
+    # TF Serving's own names (tensorflow_model_server --help), with dashes.
+    serve.add_argument(
+        "--rest-api-num-threads",
+        type=positive_int,
+        default=None,
+        help="REST handler threads; more connections wait their turn (default: 4 per CPU)",
+    )
+    serve.add_argument(
+        "--rest-api-timeout-ms",
+        type=positive_int,
+        default=30_000,
+        help="longest wait for a REST request's head, then its body, or an idle client's next "
+        "request (408 / connection closed)",
+    )
+    serve.add_argument(
+        "--grpc-max-threads",
+        type=positive_int,
+        default=None,
+        help="gRPC threads; more calls wait their turn (default: 4 per CPU)",
+    )
+    serve.add_argument(
+        "--ssl-config-file",
+        default=None,
+        help="TF Serving's SSLConfig text proto: serve gRPC and REST over TLS",
     )
     serve.set_defaults(run=serve_models)
 
@@ -204,6 +235,10 @@ def serve_models(args) -> int:
                 max_batch_size=args.max_batch_size,
                 max_body_bytes=args.max_body_bytes,
                 poll_seconds=args.poll_seconds,
+                rest_api_num_threads=args.rest_api_num_threads,
+                rest_api_timeout_ms=args.rest_api_timeout_ms,
+                grpc_max_threads=args.grpc_max_threads,
+                ssl_config_file=args.ssl_config_file,
             )
         return server.serve_forever()
     except FileNotFoundError:

@@ -7,6 +7,11 @@ message, and knows both mappings.
 
 from __future__ import annotations
 
+import logging
+import uuid
+
+logger = logging.getLogger("mmrec.serving")
+
 # TF Serving's HTTP mapping of canonical codes (tensorflow_serving/model_servers/
 # http_rest_api_handler); the rest map to 500.
 HTTP_STATUS = {
@@ -57,3 +62,14 @@ def invalid(message):
 
 def not_found(message):
     return ServingError("NOT_FOUND", message)
+
+
+def log_internal_error(error):
+    """Logs an unexpected exception with its traceback; returns the message for the client.
+
+    The client learns that the server failed and an id to find the log entry by,
+    not the exception's text (which can hold paths, tensors or other requests' data).
+    """
+    incident = uuid.uuid4().hex[:12]
+    logger.error("internal error %s", incident, exc_info=error)
+    return f"Internal error (id {incident}); the server log has the details."

@@ -21,7 +21,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from mmrec.serving.errors import ServingError, invalid
+from mmrec.serving import tensor_protos
+from mmrec.serving.errors import ServingError, invalid, log_internal_error
 
 
 def _version(model_spec):
@@ -41,8 +42,8 @@ def _guarded(method):
                 return method(self, request, context)
             except ServingError as e:
                 context.abort(e.grpc_code, e.message)
-            except Exception as e:  # a bug, not a bad request
-                context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+            except Exception as e:  # a bug, not a bad request: logged here, not sent
+                context.abort(grpc.StatusCode.INTERNAL, log_internal_error(e))
 
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
@@ -52,21 +53,22 @@ def _guarded(method):
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``Predict`` and ``GetModelMetadata`` over a `ModelManager`."""
 
-    def __init__(self, manager, in_flight, max_batch_size=None):
+    def __init__(self, manager, in_flight, max_batch_size=None, max_message_bytes=None):
         self.manager = manager
         self.in_flight = in_flight
         self.max_batch_size = max_batch_size
+        self.max_message_bytes = max_message_bytes
 
     @_guarded
     def Predict(self, request, context):
         servable = self.manager.get(request.model_spec.name, _version(request.model_spec))
         signature_name = request.model_spec.signature_name or "serving_default"
-        inputs = {}
-        for key, proto in request.inputs.items():
-            try:
-                inputs[key] = tf.make_ndarray(proto)
-            except Exception as e:
-                raise invalid(f"Input '{key}' is not a valid TensorProto: {e}") from e
+        # A TensorProto's shape may claim far more values than it carries (a fill):
+        # checked before decoding, so that a small request cannot allocate gigabytes.
+        inputs = {
+            key: tensor_protos.to_array(key, proto, self.max_batch_size, self.max_message_bytes)
+            for key, proto in request.inputs.items()
+        }
         outputs = servable.predict(
             signature_name, inputs, self.max_batch_size, tuple(request.output_filter)
         )
@@ -120,9 +122,19 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def grpc_server(
-    manager, in_flight, address, max_batch_size=None, max_message_bytes=16 << 20, workers=8
+    manager,
+    in_flight,
+    address,
+    max_batch_size=None,
+    max_message_bytes=16 << 20,
+    workers=8,
+    credentials=None,
 ):
-    """A `grpc.Server` (not started yet) bound to ``address``; returns ``(server, port)``."""
+    """A `grpc.Server` (not started yet) bound to ``address``; returns ``(server, port)``.
+
+    ``workers`` threads run the calls (more calls wait their turn); ``credentials``
+    (`grpc.ServerCredentials`) serve TLS instead of plain text.
+    """
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max(max_message_bytes, 64 << 20)),
@@ -130,12 +142,15 @@ def grpc_server(
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager, in_flight, max_batch_size), server
+        PredictionService(manager, in_flight, max_batch_size, max_message_bytes), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(manager, in_flight), server
     )
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"Could not bind the gRPC port at {address} (in use?)")
     return server, port

@@ -25,6 +25,10 @@ import tensorflow as tf
 from mmrec.serving.errors import invalid
 from mmrec.serving.servables import describe, dtype_name
 
+# Deeper lists than this are no tensor a signature takes (TF tensors have at most a few
+# dimensions); the check keeps the recursive readers below far from Python's limit.
+MAX_RANK = 32
+
 
 def parse_request(body):
     """Request bytes → ``(signature_name, payload, row_format)``; INVALID_ARGUMENT if malformed."""
@@ -32,6 +36,11 @@ def parse_request(body):
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise invalid(f"Malformed JSON in the request body: {e}") from e
+    except RecursionError as e:  # the parser recurses once per nesting level
+        raise invalid(
+            f"The request's JSON is nested too deeply; expected tensors of at most {MAX_RANK} "
+            "dimensions."
+        ) from e
     if not isinstance(request, dict):
         raise invalid(
             "Expected the request body to be a JSON object with 'instances' or 'inputs'. "
@@ -89,13 +98,18 @@ def _is_b64(value):
     return isinstance(value, dict) and set(value) == {"b64"}
 
 
-def _shape(value, key):
+def _shape(value, key, depth=0):
     """The shape of a nested list (rectangular), checked."""
     if not isinstance(value, list):
         return ()
+    if depth >= MAX_RANK:
+        raise invalid(
+            f"Expected input '{key}' to have at most {MAX_RANK} dimensions. Received lists "
+            f"nested more than {MAX_RANK} deep"
+        )
     if not value:
         return (0,)
-    inner = {_shape(v, key) for v in value}
+    inner = {_shape(v, key, depth + 1) for v in value}
     if len(inner) != 1:
         raise invalid(
             f"Expected input '{key}' to be a rectangular (nested) list; rows have different "
@@ -106,7 +120,13 @@ def _shape(value, key):
 
 def _decode_string(value, key):
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as e:  # JSON's "\ud800" escapes decode to lone surrogates
+            raise invalid(
+                f"Expected input '{key}' to hold valid UTF-8 text. Received: a lone surrogate "
+                f"{value[e.start : e.end]!a} at position {e.start}"
+            ) from e
     if _is_b64(value):
         try:
             return base64.b64decode(value["b64"], validate=True)

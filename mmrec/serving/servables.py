@@ -17,16 +17,24 @@ server needs the exported folder, not mmrec's model code.
 from __future__ import annotations
 
 import os
+import re
 import threading
+import time
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops the exported graphs use)
 from tensorflow.core.protobuf import saved_model_pb2
 
-from mmrec.serving.errors import ServingError, invalid, not_found
+from mmrec.serving import tensor_protos
+from mmrec.serving.errors import ServingError, invalid, logger, not_found
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+# TF Serving replays at most this many warm-up records, each input bounded like a request.
+MAX_WARMUP_RECORDS = 1000
+MAX_WARMUP_TENSOR_BYTES = 64 << 20
+# Version folders are ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+VERSION = re.compile(r"^[0-9]+$")
 _OP_ERRORS = {
     tf.errors.InvalidArgumentError: "INVALID_ARGUMENT",
     tf.errors.OutOfRangeError: "OUT_OF_RANGE",
@@ -161,12 +169,15 @@ class Servable:
         from tensorflow_serving.apis import prediction_log_pb2
 
         count = 0
-        for record in tf.data.TFRecordDataset(path):
+        for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS):
             log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
             if log.WhichOneof("log_type") != "predict_log":
                 continue
             request = log.predict_log.request
-            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            inputs = {
+                key: tensor_protos.to_array(key, proto, max_bytes=MAX_WARMUP_TENSOR_BYTES)
+                for key, proto in request.inputs.items()
+            }
             self.predict(request.model_spec.signature_name or "serving_default", inputs)
             count += 1
         return count
@@ -204,7 +215,7 @@ def complete_versions(model_dir):
     return sorted(
         int(entry)
         for entry in os.listdir(model_dir)
-        if entry.isdigit() and os.path.isfile(os.path.join(model_dir, entry, "saved_model.pb"))
+        if VERSION.match(entry) and os.path.isfile(os.path.join(model_dir, entry, "saved_model.pb"))
     )
 
 
@@ -234,6 +245,7 @@ class ModelManager:
         self._lock = threading.Lock()
         self._servables = {}
         self._failed = {}  # name → {version: error message}
+        self._poll_errors = {}  # model name (None: all) → (since, message) while polling fails
         self._stop = threading.Event()
         self._thread = None
 
@@ -268,44 +280,88 @@ class ModelManager:
     # --- loading -------------------------------------------------------------------------
 
     def refresh(self):
-        """Loads new latest versions and unloads removed models; returns the names that changed."""
+        """Loads new latest versions and unloads removed models; returns the names that changed.
+
+        A model list or a version folder that cannot be read is logged and shown in
+        the status of the models concerned (`poll_error`); what is loaded keeps serving.
+        """
         try:
             sources = self.sources()
         except Exception as e:  # a half-written config file: keep serving, try again later
-            self._log(f"mmrec serve: could not read the model list: {e}")
+            self._poll_failed(None, f"could not read the model list: {type(e).__name__}: {e}")
             return []
+        self._poll_succeeded(None)
         changed = []
         for name, folder in sources.items():
-            versions = complete_versions(folder)
-            if not versions:
-                continue
-            latest = versions[-1]
-            current = self._servables.get(name)
-            if current is not None and current.version == latest:
-                continue
-            if latest in self._failed.get(name, {}):
-                continue
             try:
-                servable = Servable(name, latest, os.path.join(folder, str(latest)))
-                warmed = servable.warm_up()
-            except Exception as e:  # the old version keeps serving
-                message = f"{type(e).__name__}: {e}"
-                self._failed.setdefault(name, {})[latest] = message
-                self._log(f"mmrec serve: could not load {name} version {latest}: {message}")
-                continue
-            with self._lock:
-                self._servables[name] = servable
-            changed.append(name)
-            self._log(
-                f"mmrec serve: serving {name} version {latest} "
-                f"({warmed} warm-up request(s) replayed)"
-            )
+                if self._refresh_model(name, folder):
+                    changed.append(name)
+            except Exception as e:  # this model's folder; the other models still refresh
+                message = f"could not look for new versions of {name}: {type(e).__name__}: {e}"
+                self._poll_failed(name, message)
+            else:
+                self._poll_succeeded(name)
+        with self._lock:  # what is said about models no longer listed is moot
+            for name in set(self._poll_errors) - set(sources) - {None}:
+                del self._poll_errors[name]
         for name in sorted(set(self._servables) - set(sources)):
             with self._lock:
                 del self._servables[name]
             changed.append(name)
             self._log(f"mmrec serve: unloaded {name} (no longer listed)")
         return changed
+
+    def _refresh_model(self, name, folder):
+        """Loads the newest complete version of one model if it is new; True if it was."""
+        versions = complete_versions(folder)
+        if not versions:
+            return False
+        latest = versions[-1]
+        current = self._servables.get(name)
+        if current is not None and current.version == latest:
+            return False
+        if latest in self._failed.get(name, {}):
+            return False
+        try:
+            servable = Servable(name, latest, os.path.join(folder, str(latest)))
+            warmed = servable.warm_up()
+        except Exception as e:  # the old version keeps serving
+            message = f"{type(e).__name__}: {e}"
+            self._failed.setdefault(name, {})[latest] = message
+            self._log(f"mmrec serve: could not load {name} version {latest}: {message}")
+            return False
+        with self._lock:
+            self._servables[name] = servable
+        self._log(
+            f"mmrec serve: serving {name} version {latest} ({warmed} warm-up request(s) replayed)"
+        )
+        return True
+
+    def _poll_failed(self, name, message):
+        """Records why polling failed (``name`` None: for every model); logs it once."""
+        with self._lock:
+            previous = self._poll_errors.get(name)
+            if previous is None or previous[1] != message:
+                self._poll_errors[name] = (
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    message,
+                )
+        if previous is None or previous[1] != message:
+            self._log(f"mmrec serve: {message}")
+
+    def _poll_succeeded(self, name):
+        with self._lock:
+            if self._poll_errors.pop(name, None) is not None:
+                self._log(f"mmrec serve: polling {name or 'the model list'} works again")
+
+    def poll_error(self, name):
+        """Why new versions of ``name`` are not being loaded now, or None when polling works."""
+        with self._lock:
+            error = self._poll_errors.get(None) or self._poll_errors.get(name)
+        if error is None:
+            return None
+        since, message = error
+        return f"New versions are not being loaded (since {since}): {message}"
 
     def start(self):
         """Loads what is there now, then polls every ``poll_seconds`` in a thread."""
@@ -315,7 +371,11 @@ class ModelManager:
 
     def _poll(self):
         while not self._stop.wait(self.poll_seconds):
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception as e:  # a bug: the thread must outlive it, and status must say so
+                logger.exception("model poll failed")
+                self._poll_failed(None, f"polling failed: {type(e).__name__}: {e}")
 
     def stop(self):
         self._stop.set()
@@ -348,9 +408,12 @@ class ModelManager:
         with self._lock:
             servable = self._servables.get(name)
         failed = dict(self._failed.get(name, {}))
+        poll_error = self.poll_error(name)
         entries = []
         if servable is not None:
-            entries.append((servable.version, "AVAILABLE", "OK", ""))
+            # Still AVAILABLE (it serves), but not OK: a monitor must see that updates stopped.
+            code = "UNKNOWN" if poll_error else "OK"
+            entries.append((servable.version, "AVAILABLE", code, poll_error or ""))
         for number, message in failed.items():
             if servable is None or number > servable.version:
                 entries.append((number, "END", "UNKNOWN", message))
@@ -362,6 +425,7 @@ class ModelManager:
                 f"Could not find {what}"
                 + (f" of model {name}" if version is None else "")
                 + f". Models served: {self.names()}"
+                + (f". {poll_error}" if poll_error else "")
             )
         return {
             "model_version_status": [

@@ -16,8 +16,9 @@ import sys
 import threading
 
 from mmrec.serving.grpc_service import grpc_server
-from mmrec.serving.rest import InFlight, RestServer
+from mmrec.serving.rest import InFlight, RestServer, default_num_threads
 from mmrec.serving.servables import ModelManager
+from mmrec.serving.tls import SSLConfig
 
 
 def _log(line):
@@ -36,6 +37,11 @@ class ModelServer:
         max_batch_size: largest batch (first dimension of any input) a request may carry.
         max_body_bytes: largest REST body / gRPC message accepted (413 / RESOURCE_EXHAUSTED).
         poll_seconds: how often the folders are checked for new versions.
+        rest_api_num_threads: REST handler threads (TF Serving's flag; default 4 per CPU).
+        rest_api_timeout_ms: longest wait for a REST request's head, then for its body,
+            and for an idle keep-alive client (TF Serving's flag and default, 30 s).
+        grpc_max_threads: gRPC threads (TF Serving's flag; default 4 per CPU).
+        ssl_config_file: TF Serving's ``SSLConfig`` text proto: serve gRPC and REST over TLS.
 
     Example:
 
@@ -57,10 +63,19 @@ class ModelServer:
         max_batch_size=256,
         max_body_bytes=16 << 20,
         poll_seconds=1.0,
+        rest_api_num_threads=None,
+        rest_api_timeout_ms=30_000,
+        grpc_max_threads=None,
+        ssl_config_file=None,
     ):
+        rest_api_num_threads = rest_api_num_threads or default_num_threads()
+        grpc_max_threads = grpc_max_threads or default_num_threads()
         for name, value in (
             ("max_batch_size", max_batch_size),
             ("max_body_bytes", max_body_bytes),
+            ("rest_api_num_threads", rest_api_num_threads),
+            ("rest_api_timeout_ms", rest_api_timeout_ms),
+            ("grpc_max_threads", grpc_max_threads),
         ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Expected {name} to be a positive int. Received: {value!r}")
@@ -70,6 +85,11 @@ class ModelServer:
         self.host = host
         self.max_batch_size = max_batch_size
         self.max_body_bytes = max_body_bytes
+        self.rest_api_num_threads = rest_api_num_threads
+        self.rest_api_timeout_ms = rest_api_timeout_ms
+        self.grpc_max_threads = grpc_max_threads
+        # Read now: a wrong file fails before the ports are bound and the models loaded.
+        self.ssl_config = SSLConfig.from_file(ssl_config_file) if ssl_config_file else None
         self._requested_ports = (rest_port, grpc_port)
         self.rest_port = None
         self.grpc_port = None
@@ -89,6 +109,9 @@ class ModelServer:
             self.max_batch_size,
             self.max_body_bytes,
             self._in_flight,
+            num_threads=self.rest_api_num_threads,
+            timeout_seconds=self.rest_api_timeout_ms / 1000,
+            ssl_context=self.ssl_config.ssl_context() if self.ssl_config else None,
         )
         self.rest_port = self._rest.server_address[1]
         self._grpc, self.grpc_port = grpc_server(
@@ -97,6 +120,8 @@ class ModelServer:
             f"{self.host}:{grpc_port}",
             self.max_batch_size,
             self.max_body_bytes,
+            workers=self.grpc_max_threads,
+            credentials=self.ssl_config.grpc_credentials() if self.ssl_config else None,
         )
         self.manager.start()
         self._rest_thread = threading.Thread(
@@ -108,6 +133,7 @@ class ModelServer:
         ready = {
             "rest": f"{self.host}:{self.rest_port}",
             "grpc": f"{self.host}:{self.grpc_port}",
+            "tls": self.ssl_config is not None,
             "models": models,
         }
         _log(f"mmrec serve: ready {json.dumps(ready)}")

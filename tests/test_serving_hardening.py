@@ -1,0 +1,426 @@
+"""`mmrec serve` against hostile and heavy traffic: each test is a request that used to hurt.
+
+One real server (a subprocess on loopback) serves a tiny recommender through a
+``models.config``, with small limits; the tests call it with raw sockets,
+`http.client` and the ``tensorflow-serving-api`` gRPC stubs. A second server
+serves the same model over TLS.
+"""
+
+import concurrent.futures
+import datetime
+import http.client
+import json
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+import mmrec
+from mmrec.export import export_saved_model
+from mmrec.models.recommender import Recommender
+from mmrec.testing import start_server
+
+MAX_BATCH = 8
+MAX_BODY = 200_000
+TIMEOUT_MS = 1000
+
+
+def stop(process):
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_shapes, tmp_path_factory):
+    data = mmrec.data.load(tiny_shapes)
+    rec = Recommender.from_dataset(
+        data,
+        modalities=("image", "text"),
+        embedding_dim=8,
+        encoder_config={"image": {"filters": [4, 8]}, "text": {"hidden_dim": 8}},
+    )
+    base = tmp_path_factory.mktemp("hardening") / "savedmodels"
+    export_saved_model(rec, base, name="rec", validate=False)  # validation: test_export.py
+    return base
+
+
+@pytest.fixture(scope="module")
+def served(exported, tmp_path_factory):
+    process, ready, lines, _ = start_server(
+        exported,
+        tmp_path_factory.mktemp("log") / "server.log",
+        *("--model-config-file", exported / "models.config"),
+        *("--max-batch-size", MAX_BATCH, "--max-body-bytes", MAX_BODY),
+        *("--rest-api-num-threads", 4, "--rest-api-timeout-ms", TIMEOUT_MS),
+        *("--grpc-max-threads", 4, "--poll-seconds", "0.2"),
+    )
+    ready.update(process=process, lines=lines, base=exported)
+    yield ready
+    stop(process)
+
+
+def address(served):
+    host, port = served["rest"].rsplit(":", 1)
+    return host, int(port)
+
+
+def raw_http(served, data, timeout=30):
+    """Sends raw bytes; returns ``(status, headers, body bytes)`` of the response."""
+    with socket.create_connection(address(served), timeout=timeout) as sock:
+        sock.sendall(data)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, dict(response.getheaders()), response.read()
+
+
+def predict_body(history=(3, 17, 42)):
+    return json.dumps({"signature_name": "recommend", "inputs": [list(history)]}).encode()
+
+
+def assert_serves(served):
+    connection = http.client.HTTPConnection(*address(served), timeout=30)
+    connection.request("POST", "/v1/models/rec:predict", body=predict_body())
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    connection.close()
+    assert response.status == 200 and len(body["outputs"]["item_ids"][0]) == 10, body
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        line = next(line for line in f if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+# --- 1. a small gRPC request must not allocate what its shape claims --------------------------
+
+
+def grpc_predict(served, proto):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "rec"
+    request.model_spec.signature_name = "recommend"
+    request.inputs["history"].CopyFrom(proto)
+    with grpc.insecure_channel(served["grpc"]) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return stub.Predict(request, timeout=60)
+
+
+def fill_proto(shape, value=3):
+    """An int32 TensorProto of ``shape`` carrying one value: TF Serving fills the rest."""
+    proto = tf.make_tensor_proto(np.array([value], "int32"))
+    proto.tensor_shape.Clear()
+    for size in shape:
+        proto.tensor_shape.dim.add(size=size)
+    return proto
+
+
+def test_grpc_tensor_claiming_50m_values_is_refused_before_decoding(served):
+    proto = fill_proto([1, 50_000_000])
+    before = rss_bytes(served["process"].pid)
+    with pytest.raises(grpc.RpcError) as error:
+        grpc_predict(served, proto)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = error.value.details()
+    assert "claims shape [1, 50000000] (50000000 values, 200000000 bytes" in details, details
+    assert f"at most {MAX_BODY} bytes decoded" in details, details
+    assert rss_bytes(served["process"].pid) - before < 50 << 20
+
+    with pytest.raises(grpc.RpcError) as error:  # a batch over the limit, also before decoding
+        grpc_predict(served, fill_proto([MAX_BATCH + 1, 10**7]))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"batch size {MAX_BATCH + 1}, over" in error.value.details()
+
+    # A fill within the limits stays legal, as in TF Serving: [[3, 3, 3]].
+    filled = grpc_predict(served, fill_proto([1, 3]))
+    expected = grpc_predict(served, tf.make_tensor_proto(np.array([[3, 3, 3]], "int32")))
+    assert filled.outputs["item_ids"] == expected.outputs["item_ids"]
+
+
+# --- 2. many clients at once: none reset ------------------------------------------------------
+
+
+@pytest.mark.parametrize("clients", [200, pytest.param(500, marks=pytest.mark.slow)])
+def test_concurrent_connections_are_all_answered(served, clients):
+    start = threading.Barrier(clients)
+
+    def client(index):
+        start.wait()  # every client connects at the same moment
+        connection = http.client.HTTPConnection(*address(served), timeout=60)
+        try:
+            statuses = []
+            for request in range(3):
+                if request == 1:
+                    connection.request("POST", "/v1/models/rec:predict", body=predict_body())
+                else:
+                    connection.request("GET", "/v1/models/rec")
+                response = connection.getresponse()
+                response.read()
+                statuses.append(response.status)
+            return statuses
+        except OSError as e:
+            return [f"{type(e).__name__}: {e}"]
+        finally:
+            connection.close()
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(client, range(clients)))
+    failures = [r for r in results if r != [200, 200, 200]]
+    assert not failures, f"{len(failures)} of {clients} clients failed, e.g. {failures[:3]}"
+
+
+# --- 3. cheap bad requests: 4xx JSON, not 500 or HTML -----------------------------------------
+
+
+def post_raw(path, body, length=None):
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length or len(body)}\r\n\r\n"
+    return head.encode("latin-1") + body
+
+
+BAD_REQUESTS = {
+    "deeply nested JSON": (
+        post_raw("/v1/models/rec:predict", b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+        400,
+        "nested",
+    ),
+    "lone surrogate": (
+        post_raw(
+            "/v1/models/rec:predict",
+            b'{"signature_name": "embed_item", "inputs": {"image": [], "text": ["\\ud800"]}}',
+        ),
+        400,
+        "UTF-8",
+    ),
+    "non-ASCII digit as version": (
+        post_raw("/v1/models/rec/versions/\xb2:predict", predict_body()),
+        400,
+        "numeric version",
+    ),
+    "non-ASCII digit as Content-Length": (
+        b"POST /v1/models/rec:predict HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n",
+        411,
+        "Content-Length",
+    ),
+    "unknown method": (b"PUT /v1/models/rec HTTP/1.1\r\nHost: x\r\n\r\n", 501, "PUT"),
+    "request line too long": (
+        b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n",
+        414,
+        "at most 65536 bytes",
+    ),
+    "too many headers": (
+        b"GET /v1/models/rec HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)),
+        431,
+        "Too many headers",
+    ),
+    "garbage request line": (b"GARBAGE\r\n\r\n", 400, "Bad request syntax"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_cheap_bad_requests_get_a_json_4xx(served, case):
+    data, expected_status, words = BAD_REQUESTS[case]
+    status, headers, body = raw_http(served, data)
+    assert headers["Content-Type"] == "application/json", body[:200]
+    payload = json.loads(body)
+    assert status == expected_status and set(payload) == {"error"}, payload
+    assert words in payload["error"], payload
+    assert_serves(served)
+
+
+def test_body_shorter_than_content_length_gets_408_after_the_timeout(served):
+    started = time.monotonic()
+    status, _, body = raw_http(served, post_raw("/v1/models/rec:predict", b'{"inp', length=100))
+    assert status == 408, body
+    assert "Expected a body of 100 bytes" in json.loads(body)["error"]
+    assert "Received: 5 bytes" in json.loads(body)["error"]
+    assert time.monotonic() - started < TIMEOUT_MS / 1000 + 5
+    assert_serves(served)
+
+
+def test_headers_trickled_a_byte_at_a_time_get_408_after_the_timeout(served):
+    """Each byte arrives well within the per-read timeout; the whole head does not."""
+    started = time.monotonic()
+    with socket.create_connection(address(served), timeout=0.25) as sock:
+        sock.sendall(b"GET /v1/models/rec HTTP/1.1\r\n")
+        answer = b""
+        for i in range(40):  # 10 s at most, until the server answers
+            try:
+                sock.sendall(b"X-%d: 1\r\n" % i)
+                answer = sock.recv(4096)
+                break
+            except TimeoutError:
+                continue
+        sock.settimeout(10)
+        try:
+            while chunk := sock.recv(4096):  # the rest, until the server closes
+                answer += chunk
+        except ConnectionResetError:  # closed with headers of ours unread: RST after the answer
+            pass
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"Expected the request line and headers within" in answer
+    assert time.monotonic() - started < TIMEOUT_MS / 1000 + 3
+    assert_serves(served)
+
+
+# --- 4. hot reload survives odd folders and says when it fails --------------------------------
+
+
+def model_status_codes(served):
+    connection = http.client.HTTPConnection(*address(served), timeout=30)
+    connection.request("GET", "/v1/models/rec")
+    rest = json.loads(connection.getresponse().read())["model_version_status"]
+    connection.close()
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "rec"
+    with grpc.insecure_channel(served["grpc"]) as channel:
+        remote = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request)
+    return rest, remote.model_version_status
+
+
+def wait_for(condition, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_non_ascii_digit_version_folder_does_not_stop_hot_reload(served):
+    models = served["base"] / "rec"
+    shutil.copytree(models / "1", models / "²")  # "²".isdigit() is True; int("²") fails
+    time.sleep(1.0)  # several polls see it
+    shutil.copytree(models / "1", models / ".tmp-2")
+    (models / ".tmp-2").rename(models / "2")
+    assert wait_for(lambda: any("serving rec version 2" in line for line in served["lines"]))
+    rest, remote = model_status_codes(served)
+    assert [(s["version"], s["status"]["error_code"]) for s in rest] == [("2", "OK")]
+    assert [(s.version, s.status.error_code) for s in remote] == [(2, 0)]
+    assert_serves(served)
+
+
+def test_a_failing_poll_shows_in_the_model_status_until_it_works_again(served):
+    config = served["base"] / "models.config"
+    good = config.read_text()
+    config.write_text("model_config_list { config { name: ")  # half written
+    try:
+
+        def failing():
+            rest, remote = model_status_codes(served)
+            return rest[0]["status"]["error_code"] == "UNKNOWN" and remote[0].status.error_code
+
+        assert wait_for(failing), model_status_codes(served)
+        rest, remote = model_status_codes(served)
+        assert rest[0]["state"] == "AVAILABLE"  # it still serves
+        message = rest[0]["status"]["error_message"]
+        assert "New versions are not being loaded" in message and "model list" in message
+        assert remote[0].status.error_message == message
+        assert remote[0].status.error_code == grpc.StatusCode.UNKNOWN.value[0]
+        assert_serves(served)
+    finally:
+        config.write_text(good)
+    assert wait_for(lambda: model_status_codes(served)[0][0]["status"]["error_code"] == "OK")
+
+
+# --- 5. TLS from TF Serving's SSLConfig ------------------------------------------------------
+
+
+def certificate(name, issuer_key=None, issuer_name=None, ca=False):
+    """A PEM key and certificate for ``name`` (127.0.0.1 too), signed by the issuer or itself."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name or subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        import ipaddress
+
+        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = builder.sign(issuer_key or key, hashes.SHA256())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key, subject, key_pem.decode(), cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.mark.slow
+def test_ssl_config_file_serves_grpc_and_rest_over_tls_with_client_certificates(exported, tmp_path):
+    ca_key, ca_name, _, ca_pem = certificate("mmrec test CA", ca=True)
+    _, _, server_key, server_cert = certificate("localhost", ca_key, ca_name)
+    _, _, client_key, client_cert = certificate("a client", ca_key, ca_name)
+    config = tmp_path / "ssl.config"
+    config.write_text(
+        f"server_key: {json.dumps(server_key)}\nserver_cert: {json.dumps(server_cert)}\n"
+        f"custom_ca: {json.dumps(ca_pem)}\nclient_verify: true\n"
+    )
+    (tmp_path / "client.pem").write_text(client_cert)
+    (tmp_path / "client.key").write_text(client_key)
+    process, ready, _, _ = start_server(
+        exported, tmp_path / "server.log", "--ssl-config-file", config
+    )
+    try:
+        assert ready["tls"] is True
+        host, port = ready["rest"].rsplit(":", 1)
+        context = ssl.create_default_context(cadata=ca_pem)
+        context.load_cert_chain(tmp_path / "client.pem", tmp_path / "client.key")
+        connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
+        connection.request("GET", "/v1/models/rec")
+        response = connection.getresponse()
+        assert response.status == 200 and "model_version_status" in json.loads(response.read())
+        connection.close()
+
+        no_client_cert = ssl.create_default_context(cadata=ca_pem)
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            bare = http.client.HTTPSConnection(host, int(port), context=no_client_cert)
+            bare.request("GET", "/v1/models/rec")
+            bare.getresponse()
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            plain = http.client.HTTPConnection(host, int(port), timeout=10)
+            plain.request("GET", "/v1/models/rec")
+            plain.getresponse()
+
+        credentials = grpc.ssl_channel_credentials(
+            ca_pem.encode(), client_key.encode(), client_cert.encode()
+        )
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "rec"
+        request.model_spec.signature_name = "recommend"
+        request.inputs["history"].CopyFrom(tf.make_tensor_proto(np.array([[3, 17]], "int32")))
+        with grpc.secure_channel(f"localhost:{ready['grpc'].rsplit(':', 1)[1]}", credentials) as c:
+            response = prediction_service_pb2_grpc.PredictionServiceStub(c).Predict(request)
+        assert tf.make_ndarray(response.outputs["item_ids"]).shape == (1, 10)
+    finally:
+        stop(process)
