@@ -26,6 +26,7 @@ import mmrec
 from mmrec.cli import main
 from mmrec.data.fashion_mnist import DEFAULT_DIR, FashionMnistConfig, write_fashion_mnist
 from mmrec.evaluation.generation import AttributeJudge
+from mmrec.layers.item_encoder import ENCODERS
 from mmrec.models import ConditionalGAN, ConditionalVAE
 from mmrec.models.recommender import Recommender
 from mmrec.training import (
@@ -373,6 +374,55 @@ def test_config_file_errors_name_the_known_keys(data_dir, tmp_path):
         ["train", "gan", "--data", data_dir, "--out", "x", "--config", path, "--jit"]
     )
     assert status == 2 and "--jit cannot compile a text-conditioned generator" in stderr
+
+
+def test_unknown_keys_inside_object_settings_are_refused_with_the_valid_ones(data_dir, tmp_path):
+    path = str(tmp_path / "typo.json")
+    with open(path, "w") as f:
+        json.dump({"preset": "tiny", "encoder_config": {"image": {"filtres": [8, 16]}}}, f)
+    out = str(tmp_path / "r")
+    status, _, stderr = run_cli(
+        ["train", "recommender", "--data", data_dir, "--out", out, "--config", path]
+    )
+    assert status == 2 and "Traceback" not in stderr
+    assert (
+        f'{path}: unknown key "filtres" in encoder_config.image. '
+        "Valid keys: embedding_dim, filters, image_size"
+    ) in stderr
+    assert not os.path.exists(out)  # refused before anything is written
+    words = r'keys "video", "mood" in encoder_config\. Valid keys: audio, image, text'
+    with pytest.raises(ValueError, match=words):
+        resolve_config("recommender", {"encoder_config": {"video": {}, "mood": {}}})
+    with pytest.raises(ValueError, match="expected encoder_config.text to be an object"):
+        resolve_config("recommender", {"encoder_config": {"text": 16}})
+    # The valid keys are the encoders' constructor arguments: what their configs store.
+    keys = get_run_kind("recommender").object_keys["encoder_config"]
+    for modality, encoder in ENCODERS.items():
+        config = encoder(**({"vocabulary_size": 10} if modality == "text" else {})).get_config()
+        assert set(keys[modality]) == set(config) - {"name", "trainable", "dtype"}, modality
+    for kind in run_kind_names():  # every preset passes its own checks
+        for name in get_run_kind(kind).presets:
+            assert resolve_config(kind, name)
+    # A kind must describe each object setting's keys (None: not checked).
+    judge = get_run_kind("judge")
+    settings = {**judge.settings, "extra": dict | None}
+    presets = {"base": {**judge.presets["base"], "extra": None}}
+    with pytest.raises(ValueError, match=r"object_keys to describe its object \(dict\) settings"):
+        dataclasses.replace(judge, name="extra_judge", settings=settings, presets=presets)
+    free = dataclasses.replace(
+        judge, name="extra_judge", settings=settings, presets=presets, object_keys={"extra": None}
+    )
+    try:
+        register_run_kind(free)
+        assert resolve_config("extra_judge", {"extra": {"any": 1}})["extra"] == {"any": 1}
+        register_run_kind(
+            dataclasses.replace(free, object_keys={"extra": {"a": {"b": None}}}), overwrite=True
+        )
+        assert resolve_config("extra_judge", {"extra": {"a": {"b": 1}}})["extra"]["a"]["b"] == 1
+        with pytest.raises(ValueError, match=r'unknown key "c" in extra\.a\. Valid keys: b'):
+            resolve_config("extra_judge", {"extra": {"a": {"c": 1}}})
+    finally:
+        RUN_KINDS.pop("extra_judge", None)
 
 
 def test_a_diverging_run_stops_with_a_clear_error(data_dir, tmp_path):

@@ -23,8 +23,15 @@ from mmrec.evaluation.ranking import (
     evaluate_ranking,
     ranking_table,
 )
+from mmrec.layers.item_encoder import ENCODERS
 from mmrec.models.recommender import Recommender
-from mmrec.training.kinds.base import RunKind, RunPlan, register_run_kind, set_learning_rate
+from mmrec.training.kinds.base import (
+    RunKind,
+    RunPlan,
+    argument_names,
+    register_run_kind,
+    set_learning_rate,
+)
 
 # The model arguments a config may set (None: the model's default).
 MODEL_KEYS = (
@@ -58,6 +65,11 @@ SETTINGS = {
     # History items through the item tower per batch: true for all of them, K for a
     # random K (constant cost at any catalogue size), false for the item table only.
     "history_content": bool | int,
+}
+
+# What "encoder_config" may hold: a modality, then its encoder's constructor arguments.
+OBJECT_KEYS = {
+    "encoder_config": {m: dict.fromkeys(argument_names(cls)) for m, cls in ENCODERS.items()}
 }
 
 BASE = {
@@ -232,5 +244,6 @@ RECOMMENDER = register_run_kind(
         datasets=interaction_datasets,
         settings=SETTINGS,
         presets={"base": BASE, "tiny": TINY},
+        object_keys=OBJECT_KEYS,
     )
 )
