@@ -1,6 +1,10 @@
 """SavedModel export for TF Serving: layout, signatures, outputs, versions, atomicity, checks."""
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
@@ -17,6 +21,7 @@ from mmrec.export import (
     seeded_noise,
     versions,
 )
+from mmrec.export.warmup import CHECK_PAUSE_ENV
 from mmrec.layers import UserEncoder
 from mmrec.models import ConditionalGAN, ConditionalVAE
 from mmrec.models.recommender import Recommender
@@ -327,3 +332,77 @@ def test_mmrec_export_command_writes_a_version(rec, tmp_path, capsys):
     signature = tf.saved_model.load(str(tmp_path / "out" / "rec" / "1")).signatures["recommend"]
     ids = signature(history=tf.constant([[3, 17, 42]], tf.int32))["item_ids"]
     np.testing.assert_array_equal(ids, rec.recommend([[3, 17, 42]], k=5)[0])
+
+
+# --- the fresh-process check ends with the export -------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# An export stopped in its fresh-process check (which pauses there: CHECK_PAUSE_ENV).
+CHECKING = "import sys; from mmrec.export import warmup; warmup.validate_saved_model(*sys.argv[1:])"
+
+
+def _stat(pid):
+    """(state, parent pid) of a process from /proc, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def _check_process(parent, timeout=180):
+    """The pid of ``parent``'s child running replay_warmup.py, once it has started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert parent.poll() is None, "the export ended before its check process was seen"
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            stat = _stat(entry)
+            if stat and stat[1] == parent.pid:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if b"replay_warmup.py" in f.read():
+                        return int(entry)
+        time.sleep(0.2)
+    raise AssertionError("no check process started")
+
+
+def _ended(pid, timeout=30):
+    """Whether process ``pid`` is gone (or a zombie: it has exited) within ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stat = _stat(pid)
+        if stat is None or stat[0] == "Z":
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the processes in /proc")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_export_ends_its_check_process(signum, tmp_path):
+    env = {
+        **os.environ,
+        CHECK_PAUSE_ENV: "600",
+        "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    paths = [str(tmp_path / name) for name in ("model", "requests.tfrecord", "expected.npz")]
+    export = subprocess.Popen(
+        [sys.executable, "-c", CHECKING, *paths],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    check = None
+    try:
+        check = _check_process(export)
+        os.kill(export.pid, signum)
+        assert export.wait(timeout=60) != 0
+        # SIGINT: the export kills it; SIGTERM, SIGKILL: it sees its pipe to the export close.
+        assert _ended(check), f"the check process outlived the export killed by {signum!r}"
+    finally:
+        if export.poll() is None:
+            export.kill()
+        if check is not None and not _ended(check, timeout=0):
+            os.kill(check, signal.SIGKILL)  # a leaked check process would sleep for minutes

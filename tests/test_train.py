@@ -26,6 +26,7 @@ import mmrec
 from mmrec.cli import main
 from mmrec.data.fashion_mnist import DEFAULT_DIR, FashionMnistConfig, write_fashion_mnist
 from mmrec.evaluation.generation import AttributeJudge
+from mmrec.layers.item_encoder import ENCODERS
 from mmrec.models import ConditionalGAN, ConditionalVAE
 from mmrec.models.recommender import Recommender
 from mmrec.training import (
@@ -38,6 +39,7 @@ from mmrec.training import (
     register_run_kind,
     resolve_config,
     run_kind_names,
+    runs,
     train,
 )
 from mmrec.training.configs import known_keys
@@ -375,6 +377,55 @@ def test_config_file_errors_name_the_known_keys(data_dir, tmp_path):
     assert status == 2 and "--jit cannot compile a text-conditioned generator" in stderr
 
 
+def test_unknown_keys_inside_object_settings_are_refused_with_the_valid_ones(data_dir, tmp_path):
+    path = str(tmp_path / "typo.json")
+    with open(path, "w") as f:
+        json.dump({"preset": "tiny", "encoder_config": {"image": {"filtres": [8, 16]}}}, f)
+    out = str(tmp_path / "r")
+    status, _, stderr = run_cli(
+        ["train", "recommender", "--data", data_dir, "--out", out, "--config", path]
+    )
+    assert status == 2 and "Traceback" not in stderr
+    assert (
+        f'{path}: unknown key "filtres" in encoder_config.image. '
+        "Valid keys: embedding_dim, filters, image_size"
+    ) in stderr
+    assert not os.path.exists(out)  # refused before anything is written
+    words = r'keys "video", "mood" in encoder_config\. Valid keys: audio, image, text'
+    with pytest.raises(ValueError, match=words):
+        resolve_config("recommender", {"encoder_config": {"video": {}, "mood": {}}})
+    with pytest.raises(ValueError, match="expected encoder_config.text to be an object"):
+        resolve_config("recommender", {"encoder_config": {"text": 16}})
+    # The valid keys are the encoders' constructor arguments: what their configs store.
+    keys = get_run_kind("recommender").object_keys["encoder_config"]
+    for modality, encoder in ENCODERS.items():
+        config = encoder(**({"vocabulary_size": 10} if modality == "text" else {})).get_config()
+        assert set(keys[modality]) == set(config) - {"name", "trainable", "dtype"}, modality
+    for kind in run_kind_names():  # every preset passes its own checks
+        for name in get_run_kind(kind).presets:
+            assert resolve_config(kind, name)
+    # A kind must describe each object setting's keys (None: not checked).
+    judge = get_run_kind("judge")
+    settings = {**judge.settings, "extra": dict | None}
+    presets = {"base": {**judge.presets["base"], "extra": None}}
+    with pytest.raises(ValueError, match=r"object_keys to describe its object \(dict\) settings"):
+        dataclasses.replace(judge, name="extra_judge", settings=settings, presets=presets)
+    free = dataclasses.replace(
+        judge, name="extra_judge", settings=settings, presets=presets, object_keys={"extra": None}
+    )
+    try:
+        register_run_kind(free)
+        assert resolve_config("extra_judge", {"extra": {"any": 1}})["extra"] == {"any": 1}
+        register_run_kind(
+            dataclasses.replace(free, object_keys={"extra": {"a": {"b": None}}}), overwrite=True
+        )
+        assert resolve_config("extra_judge", {"extra": {"a": {"b": 1}}})["extra"]["a"]["b"] == 1
+        with pytest.raises(ValueError, match=r'unknown key "c" in extra\.a\. Valid keys: b'):
+            resolve_config("extra_judge", {"extra": {"a": {"c": 1}}})
+    finally:
+        RUN_KINDS.pop("extra_judge", None)
+
+
 def test_a_diverging_run_stops_with_a_clear_error(data_dir, tmp_path):
     config = str(tmp_path / "explode.json")
     with open(config, "w") as f:
@@ -395,6 +446,19 @@ def test_a_diverging_run_stops_with_a_clear_error(data_dir, tmp_path):
         good += 1
     metadata = os.path.join(out, "backup", "training_metadata.json")
     assert (read_json(metadata)["epoch"] if os.path.exists(metadata) else 0) == good
+    # No epoch was backed up, so there is nothing to resume: the corrected command (as
+    # the error advises, a lower learning rate) starts the run again instead of being
+    # refused as a resumption with other settings.
+    assert good == 0 and os.path.exists(os.path.join(out, "config.json"))
+    with open(config, "w") as f:
+        json.dump({"preset": "tiny", "epochs": 1}, f)
+    status, _, stderr = run_cli(
+        ["train", "judge", "--data", data_dir, "--out", out, "--config", config]
+    )
+    assert status == 0, stderr
+    assert read_json(os.path.join(out, "config.json"))["config"]["learning_rate"] == 3e-3
+    rows = csv_rows(out)  # the diverged attempt's rows are gone
+    assert len(rows) == 1 and np.isfinite(float(rows[0]["loss"]))
 
 
 def test_finished_runs_are_kept_and_changed_settings_do_not_resume(rec_run, data_dir, tmp_path):
@@ -402,17 +466,45 @@ def test_finished_runs_are_kept_and_changed_settings_do_not_resume(rec_run, data
     status, _, stderr = run_cli(["train", "recommender", "--data", data_dir, "--out", run])
     assert status == 2 and "already holds a finished recommender run" in stderr
     assert "--overwrite" in stderr
-    # An unfinished run (config.json, no metrics.json) resumes only with the same settings.
+    # An unfinished run (config.json and a backed-up epoch, no metrics.json) resumes only
+    # with the same settings.
     unfinished = str(tmp_path / "unfinished")
-    os.makedirs(unfinished)
+    os.makedirs(os.path.join(unfinished, "backup"))
     with open(os.path.join(rec_run[0], "config.json")) as f:
         config = f.read()
     with open(os.path.join(unfinished, "config.json"), "w") as f:
         f.write(config)
+    with open(os.path.join(unfinished, "backup", "training_metadata.json"), "w") as f:
+        json.dump({"epoch": 1, "batch": -1}, f)
     argv = ["train", "recommender", "--data", data_dir, "--out", unfinished, "--seed", "7"]
     status, _, stderr = run_cli(argv)
     assert status == 2 and "unfinished run started with other settings" in stderr
     assert "seed: 0 → 7" in stderr
+
+
+def test_a_run_that_never_completed_an_epoch_is_replaced_not_resumed(tmp_path):
+    # What a run that failed before its first epoch leaves: its config, and some of what
+    # training writes (a partial backup of another model, logs, an empty CSV).
+    folder = str(tmp_path / "failed")
+    os.makedirs(os.path.join(folder, "backup"))
+    os.makedirs(os.path.join(folder, "logs", "train"))
+    record = {k: None for k in runs.RESUME_KEYS} | {"kind": "judge", "seed": 0}
+    runs.write_json(os.path.join(folder, "config.json"), {**record, "config": {"epochs": 9}})
+    for name in ("backup/model.weights.h5", "training.csv", "notes.txt"):
+        with open(os.path.join(folder, name), "w") as f:
+            f.write("")
+    assert not runs.training_started(folder)
+    changed = {**record, "config": {"epochs": 1}, "seed": 3}
+    assert runs.prepare_run_dir(folder, changed, overwrite=False) == 0
+    assert read_json(os.path.join(folder, "config.json"))["seed"] == 3
+    assert sorted(os.listdir(folder)) == ["config.json", "notes.txt"]  # not the user's file
+    # Once an epoch is backed up, the run is resumable, so other settings are refused.
+    os.makedirs(os.path.join(folder, "backup"))
+    runs.write_json(os.path.join(folder, "backup", "training_metadata.json"), {"epoch": 2})
+    assert runs.training_started(folder)
+    assert runs.prepare_run_dir(folder, changed, overwrite=False) == 2
+    with pytest.raises(ValueError, match=r"unfinished run started with other settings \(seed"):
+        runs.prepare_run_dir(folder, {**changed, "seed": 4}, overwrite=False)
 
 
 def test_help_explains_the_new_commands(capsys):

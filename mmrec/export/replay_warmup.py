@@ -18,11 +18,46 @@ links — plus the pure-protobuf `tensorflow_serving.apis` messages, then:
    one 8-bit level (PNG) or a few 16-bit steps (WAV), everything else exactly.
 
 It prints one JSON line: ``{"ok": bool, "error": str, "requests": int, ...}``.
+
+It ends with the process that started it: given a pipe's read end in
+``MMREC_EXPORT_PARENT_PIPE_FD`` (`validate_saved_model` holds the only write
+end), a thread reads it and exits the process at end-of-file, i.e. when the
+exporting process is gone, killed by SIGKILL included.
 """
 
 import json
 import os
 import sys
+import threading
+import time
+
+# The names of mmrec.export.warmup.PARENT_PIPE_ENV and CHECK_PAUSE_ENV (no mmrec import here).
+PARENT_PIPE_ENV = "MMREC_EXPORT_PARENT_PIPE_FD"
+CHECK_PAUSE_ENV = "MMREC_EXPORT_PAUSE_IN_CHECK"
+PARENT_GONE_EXIT = 3
+
+
+def exit_with_parent():
+    """Exits this process when the pipe in ``PARENT_PIPE_ENV`` reads end-of-file."""
+    fd = os.environ.get(PARENT_PIPE_ENV)
+    if not fd:
+        return
+
+    def watch():
+        try:
+            while os.read(int(fd), 1):  # the parent never writes: this blocks until it exits
+                pass
+        except OSError:
+            pass
+        os._exit(PARENT_GONE_EXIT)  # no cleanup to wait for: nothing is written here
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+# Before TensorFlow loads (seconds): a killed export must not wait for it.
+exit_with_parent()
+if os.environ.get(CHECK_PAUSE_ENV):
+    time.sleep(float(os.environ[CHECK_PAUSE_ENV]))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -8,6 +8,13 @@ version, so the first real request is not slow); `validate_saved_model` loads
 the folder in a new Python process that imports only TensorFlow and
 tensorflow-text (``replay_warmup.py``), replays those requests there and
 compares the answers with the in-memory model's.
+
+The check process ends with the export: the exporting process kills it when it
+stops on an exception (KeyboardInterrupt included), and the check process
+watches a pipe that only the exporting process holds open, so that it also
+exits when the exporter is killed by a signal that runs no Python code
+(SIGTERM's default action, SIGKILL): the kernel closes the pipe, and the check
+process reads its end.
 """
 
 from __future__ import annotations
@@ -23,6 +30,12 @@ import tensorflow as tf
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many
 _REPLAY_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "replay_warmup.py")
+# The check process's end of the pipe it watches (replay_warmup.py reads these names: it
+# imports no mmrec code).
+PARENT_PIPE_ENV = "MMREC_EXPORT_PARENT_PIPE_FD"
+# Test hook: seconds the check process sleeps before its work (the tests kill the
+# exporting process meanwhile, to see that the check process ends with it).
+CHECK_PAUSE_ENV = "MMREC_EXPORT_PAUSE_IN_CHECK"
 
 
 class ExportError(ValueError):
@@ -85,22 +98,38 @@ def validate_saved_model(path, requests_path, expected_path, timeout=600):
     args = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else [])]
     args += [_REPLAY_SCRIPT, *paths]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    # The check process watches a pipe whose write end only this process holds (it is
+    # not inherited by other children): it reads end-of-file when this process dies.
+    watched, held = os.pipe() if os.name == "posix" else (None, None)
+    if watched is not None:
+        env[PARENT_PIPE_ENV] = str(watched)
     try:
-        done = subprocess.run(
+        process = subprocess.Popen(
             args,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
             env=env,
             cwd=os.path.dirname(paths[1]),
+            pass_fds=() if watched is None else (watched,),
         )
-    except subprocess.TimeoutExpired as e:
-        raise ExportError(f"Validation of {path} took longer than {timeout} s.") from e
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise ExportError(f"Validation of {path} took longer than {timeout} s.") from e
+        finally:  # also on KeyboardInterrupt: the check process never outlives the export
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    finally:
+        for fd in (watched, held):
+            if fd is not None:
+                os.close(fd)
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if not lines:
-        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        tail = "\n".join(stderr.strip().splitlines()[-5:])
         raise ExportError(
-            f"The SavedModel check process failed (exit {done.returncode}) before "
+            f"The SavedModel check process failed (exit {process.returncode}) before "
             f"reporting:\n{tail}"
         )
     report = json.loads(lines[-1])

@@ -18,7 +18,8 @@ from mmrec.layers.dtypes import resolve_policy, serialize_policy
 from mmrec.layers.encoders import AudioEncoder, ImageEncoder, TextEncoder
 from mmrec.layers.fusion import FUSIONS
 
-_ENCODERS = {"image": ImageEncoder, "text": TextEncoder, "audio": AudioEncoder}
+# The encoder of each modality (its constructor arguments are what encoder_config may set).
+ENCODERS = {"image": ImageEncoder, "text": TextEncoder, "audio": AudioEncoder}
 
 
 @keras.saving.register_keras_serializable(package="mmrec")
@@ -140,7 +141,7 @@ class MultimodalItemEncoder(keras.Model):
             config = {"embedding_dim": embedding_dim, **encoder_config.get(m, {})}
             if m == "text":
                 config = {**config, **text_config}
-            self.encoders[m] = _ENCODERS[m](**config, name=f"{m}_encoder", dtype=policy)
+            self.encoders[m] = ENCODERS[m](**config, name=f"{m}_encoder", dtype=policy)
         self.fusion = FUSIONS[fusion](
             modalities, output_dim=embedding_dim, name="fusion", dtype=policy
         )

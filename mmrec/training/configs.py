@@ -6,7 +6,8 @@ built. The settings, their types and the presets belong to the kind's `RunKind`
 (`mmrec.training.kinds`). A JSON file holds any subset of one kind's keys, plus
 an optional ``"preset"`` ("base" by default) that supplies the rest; an unknown
 key is an error that lists the known ones, so a typo never silently trains the
-default.
+default — inside an object setting too (``encoder_config.image``): its keys are
+the kind's `RunKind.object_keys`, derived from the models' constructors.
 
 A setting that is ``null``/``None`` means "the model's default": the kind passes
 the model only the settings that are given, so each default lives in one place
@@ -138,8 +139,38 @@ def resolve_config(kind: str, config="base", overrides: dict | None = None) -> d
                 f"Unknown setting {key!r} for a {spec.name} run. Known: {known_keys(spec.name)}"
             )
         settings[key] = _check_type(spec.settings[key], key, value, source)
+    for key, keys in spec.object_keys.items():
+        if settings[key] is not None:
+            check_object_keys(settings[key], keys, key, source)
     _check_values(settings, source)
     return Settings(settings, explicit)
+
+
+def check_object_keys(value, keys, where, source="the config") -> None:
+    """Refuses a key of the object ``value`` that the tree ``keys`` does not list, at any level.
+
+    ``keys``: ``{key: None or a tree}`` (`RunKind.object_keys`); ``None`` (the whole
+    tree, or a key's) accepts any value. ``where`` names ``value`` in the message.
+
+    >>> check_object_keys({"image": {"filtres": [8]}}, {"image": {"filters": None}},
+    ...                   "encoder_config")
+    Traceback (most recent call last):
+    ...
+    ValueError: the config: unknown key "filtres" in encoder_config.image. Valid keys: filters
+    """
+    if keys is None:
+        return
+    if not isinstance(value, dict):
+        raise ValueError(f"{source}: expected {where} to be an object. Received: {value!r}")
+    unknown = [key for key in value if key not in keys]
+    if unknown:
+        words = "key" if len(unknown) == 1 else "keys"
+        quoted = ", ".join(f'"{key}"' for key in unknown)
+        raise ValueError(
+            f"{source}: unknown {words} {quoted} in {where}. Valid keys: {', '.join(sorted(keys))}"
+        )
+    for key, item in value.items():
+        check_object_keys(item, keys[key], f"{where}.{key}", source)
 
 
 def _read_json(path, presets):

@@ -23,6 +23,9 @@ Started again with the same arguments, an interrupted run (crash, SIGKILL,
 preemption) resumes from its last completed epoch: `BackupAndRestore` restores
 the weights and optimizer state, and the input pipeline skips the batches those
 epochs consumed, so the resumed run sees the batches an uninterrupted run would.
+A run that stopped before it completed an epoch (a crash while building, a NaN in
+the first epoch) has nothing to resume: started again, with the same settings or
+corrected ones, it starts from scratch (`mmrec.training.runs.prepare_run_dir`).
 """
 
 from __future__ import annotations

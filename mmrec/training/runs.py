@@ -36,6 +36,10 @@ SAVEABLE_MODULES = (
     "mmrec.evaluation.audio",
 )
 
+# What a run writes while it trains (before metrics.json): replaced when a run that never
+# completed an epoch is started again (a partial backup of other settings would not load).
+TRAINING_OUTPUTS = (BACKUP, "checkpoints", "logs", "samples", "training.csv")
+
 # What must match for a run to be resumed (the strategy may change: a job restarted
 # on fewer devices resumes the same training).
 RESUME_KEYS = ("kind", "config", "data", "seed", "mixed_precision", "recommender", "judge")
@@ -111,11 +115,23 @@ def describe(value):
     return f"<in-memory {type(value).__name__}>"
 
 
+def training_started(run_dir) -> bool:
+    """Whether the run in ``run_dir`` completed (and backed up) an epoch: something to resume.
+
+    The marker is the backup's ``training_metadata.json``, which `BackupAndRestore`
+    writes after the weights at the end of each epoch whose metrics are finite.
+    """
+    return os.path.exists(os.path.join(run_dir, BACKUP, "training_metadata.json"))
+
+
 def prepare_run_dir(run_dir, record, overwrite) -> int:
     """Creates or checks the run folder; returns the epoch to resume from (0: fresh).
 
     A finished run (``metrics.json``) is kept unless ``overwrite``; an unfinished
-    one resumes only if ``record`` matches its ``config.json`` on `RESUME_KEYS`.
+    one that completed an epoch (`training_started`) resumes only if ``record``
+    matches its ``config.json`` on `RESUME_KEYS`. A run that failed before it
+    completed an epoch has nothing to resume: its config and what it wrote while
+    training (`TRAINING_OUTPUTS`) are replaced, whatever the settings.
     """
     if overwrite and os.path.exists(run_dir):
         shutil.rmtree(run_dir)
@@ -125,7 +141,14 @@ def prepare_run_dir(run_dir, record, overwrite) -> int:
             "Choose another --out, or pass --overwrite to replace it."
         )
     config_path = os.path.join(run_dir, "config.json")
-    if os.path.exists(config_path):
+    if os.path.exists(config_path) and not training_started(run_dir):
+        for name in TRAINING_OUTPUTS:
+            path = os.path.join(run_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+    elif os.path.exists(config_path):
         with open(config_path) as f:
             previous = json.load(f)
         changed = [k for k in RESUME_KEYS if previous.get(k) != record[k]]

@@ -14,7 +14,9 @@ means "the model's default": pass a model only what `RunPlan.given` returns.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
+import types
 from collections.abc import Callable
 
 import keras
@@ -56,6 +58,13 @@ class RunKind:
         drop_remainder: whether the steps per epoch drop a last partial batch.
         takes_judge: whether ``evaluate`` uses a judge of generated images
             (``train(..., judge=...)``).
+        object_keys: for each setting that may hold an object (a ``dict``), the
+            keys it may hold, as a tree: ``{key: None or a tree}``, ``None`` for
+            a value that is not an object checked further, e.g. ``{"encoder_config":
+            {"image": {"filters": None, ...}, ...}}`` (derive the leaves from the
+            model's constructor with `argument_names`). A config with another key,
+            at any level, is refused. ``{setting: None}`` leaves a setting's
+            object unchecked; every ``dict`` setting must be listed.
 
     Example: an attribute-conditioned VAE reporting its size, as ``"attribute_vae"``.
 
@@ -93,6 +102,7 @@ class RunKind:
     examples: Callable | None = None
     drop_remainder: bool = True
     takes_judge: bool = False
+    object_keys: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         base = self.presets.get("base")
@@ -110,6 +120,12 @@ class RunKind:
                     f"Expected the {self.name!r} kind's {preset!r} preset to hold known "
                     f"settings. Received: unknown {unknown}"
                 )
+        objects = sorted(k for k, t in self.settings.items() if _holds_objects(t))
+        if sorted(self.object_keys) != objects:
+            raise ValueError(
+                f"Expected the {self.name!r} kind's object_keys to describe its object "
+                f"(dict) settings {objects}. Received: object_keys for {sorted(self.object_keys)}"
+            )
         for key in ("epochs", "batch_size"):
             if key not in self.settings:
                 raise ValueError(
@@ -129,6 +145,26 @@ class RunKind:
     def conditioned(self) -> bool:
         """Whether its runs have a ``condition`` (a registered `Conditioning` name)."""
         return "condition" in self.settings
+
+
+def _holds_objects(expected) -> bool:
+    allowed = expected.__args__ if isinstance(expected, types.UnionType) else (expected,)
+    return dict in allowed
+
+
+def argument_names(cls, exclude=("dtype", "name")) -> tuple[str, ...]:
+    """The keyword arguments of ``cls``'s constructor, less ``exclude`` and ``**kwargs``.
+
+    The keys a config may give a model or layer that is built from a dict of its
+    arguments (`RunKind.object_keys`): a new argument is a valid key at once.
+
+    >>> from mmrec.layers.encoders import ImageEncoder
+    >>> argument_names(ImageEncoder)
+    ('embedding_dim', 'filters', 'image_size')
+    """
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # not self
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in parameters if p.kind in named and p.name not in exclude)
 
 
 def register_run_kind(kind: RunKind, overwrite=False) -> RunKind:

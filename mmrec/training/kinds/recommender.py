@@ -23,10 +23,12 @@ from mmrec.evaluation.ranking import (
     evaluate_ranking,
     ranking_table,
 )
+from mmrec.layers.item_encoder import ENCODERS
 from mmrec.models.recommender import Recommender
 from mmrec.training.kinds.base import (
     RunKind,
     RunPlan,
+    argument_names,
     best_checkpoint,
     register_run_kind,
     set_learning_rate,
@@ -67,6 +69,11 @@ SETTINGS = {
     # Stop when the validation loss has not improved for this many epochs and keep the
     # best epoch's weights (null: train every epoch).
     "early_stopping": int | None,
+}
+
+# What "encoder_config" may hold: a modality, then its encoder's constructor arguments.
+OBJECT_KEYS = {
+    "encoder_config": {m: dict.fromkeys(argument_names(cls)) for m, cls in ENCODERS.items()}
 }
 
 BASE = {
@@ -257,5 +264,6 @@ RECOMMENDER = register_run_kind(
         callbacks=recommender_callbacks,
         settings=SETTINGS,
         presets={"base": BASE, "tiny": TINY},
+        object_keys=OBJECT_KEYS,
     )
 )
