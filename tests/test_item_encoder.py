@@ -176,6 +176,9 @@ def test_arguments_are_validated():
         MultimodalItemEncoder(modalities=("text",))
     with pytest.raises(ValueError, match=r"Expected encoder_config keys among \('image'"):
         MultimodalItemEncoder(modalities=("image",), encoder_config={"video": {}})
+    # A typo inside a modality's settings (once trained silently with the defaults).
+    with pytest.raises(ValueError, match=r"keys among \['embedding_dim', 'filters', 'image_si"):
+        MultimodalItemEncoder(modalities=("image",), encoder_config={"image": {"filtres": [4]}})
 
 
 def test_exported_saved_model_serves_the_same_embeddings(tmp_path):

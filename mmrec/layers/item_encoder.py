@@ -11,6 +11,8 @@ the encoder needs the TensorFlow backend, and without one (token-id text) it
 does not import TensorFlow.
 """
 
+import inspect
+
 import keras
 
 from mmrec.formats import MODALITIES
@@ -20,6 +22,13 @@ from mmrec.layers.fusion import FUSIONS
 
 # The encoder of each modality (its constructor arguments are what encoder_config may set).
 ENCODERS = {"image": ImageEncoder, "text": TextEncoder, "audio": AudioEncoder}
+
+
+def encoder_arguments(cls) -> tuple[str, ...]:
+    """The keyword arguments of an encoder's constructor (what encoder_config may set)."""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # not self
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in parameters if p.kind in named and p.name not in ("name", "dtype"))
 
 
 @keras.saving.register_keras_serializable(package="mmrec")
@@ -104,6 +113,15 @@ class MultimodalItemEncoder(keras.Model):
             )
         # Settings of modalities that are not used are ignored (and not stored).
         encoder_config = {m: dict(c) for m, c in encoder_config.items() if m in modalities}
+        for m, config in encoder_config.items():
+            # A typo would otherwise reach the Layer's **kwargs and train with the defaults.
+            valid = encoder_arguments(ENCODERS[m])
+            typos = sorted(set(config) - set(valid))
+            if typos:
+                raise ValueError(
+                    f"Expected encoder_config['{m}'] keys among {list(valid)}. "
+                    f"Received: unknown keys {typos}"
+                )
         text_config = encoder_config.get("text", {})
         if "text" in modalities and vocabulary is None and "vocabulary_size" not in text_config:
             raise ValueError(

@@ -14,7 +14,6 @@ means "the model's default": pass a model only what `RunPlan.given` returns.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import types
 from collections.abc import Callable
@@ -62,9 +61,9 @@ class RunKind:
             keys it may hold, as a tree: ``{key: None or a tree}``, ``None`` for
             a value that is not an object checked further, e.g. ``{"encoder_config":
             {"image": {"filters": None, ...}, ...}}`` (derive the leaves from the
-            model's constructor with `argument_names`). A config with another key,
-            at any level, is refused. ``{setting: None}`` leaves a setting's
-            object unchecked; every ``dict`` setting must be listed.
+            constructors, e.g. `mmrec.layers.item_encoder.encoder_arguments`). A
+            config with another key, at any level, is refused. ``{setting: None}``
+            leaves a setting's object unchecked; every ``dict`` setting must be listed.
 
     Example: an attribute-conditioned VAE reporting its size, as ``"attribute_vae"``.
 
@@ -150,21 +149,6 @@ class RunKind:
 def _holds_objects(expected) -> bool:
     allowed = expected.__args__ if isinstance(expected, types.UnionType) else (expected,)
     return dict in allowed
-
-
-def argument_names(cls, exclude=("dtype", "name")) -> tuple[str, ...]:
-    """The keyword arguments of ``cls``'s constructor, less ``exclude`` and ``**kwargs``.
-
-    The keys a config may give a model or layer that is built from a dict of its
-    arguments (`RunKind.object_keys`): a new argument is a valid key at once.
-
-    >>> from mmrec.layers.encoders import ImageEncoder
-    >>> argument_names(ImageEncoder)
-    ('embedding_dim', 'filters', 'image_size')
-    """
-    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # not self
-    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return tuple(p.name for p in parameters if p.kind in named and p.name not in exclude)
 
 
 def register_run_kind(kind: RunKind, overwrite=False) -> RunKind:

@@ -23,12 +23,11 @@ from mmrec.evaluation.ranking import (
     evaluate_ranking,
     ranking_table,
 )
-from mmrec.layers.item_encoder import ENCODERS
+from mmrec.layers.item_encoder import ENCODERS, encoder_arguments
 from mmrec.models.recommender import Recommender
 from mmrec.training.kinds.base import (
     RunKind,
     RunPlan,
-    argument_names,
     best_checkpoint,
     register_run_kind,
     set_learning_rate,
@@ -73,7 +72,7 @@ SETTINGS = {
 
 # What "encoder_config" may hold: a modality, then its encoder's constructor arguments.
 OBJECT_KEYS = {
-    "encoder_config": {m: dict.fromkeys(argument_names(cls)) for m, cls in ENCODERS.items()}
+    "encoder_config": {m: dict.fromkeys(encoder_arguments(cls)) for m, cls in ENCODERS.items()}
 }
 
 BASE = {
