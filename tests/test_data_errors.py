@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -211,3 +212,50 @@ def test_bad_options_are_rejected(clean_path):
         load(clean_path, on_error="ignore")
     with pytest.raises(ValueError, match="Expected split to be one of"):
         load(clean_path).interactions("training")
+
+
+def _edit_json(path, **fields):
+    meta = json.load(open(os.path.join(path, "dataset.json")))
+    meta.update(fields)
+    json.dump(meta, open(os.path.join(path, "dataset.json"), "w"))
+    return meta
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("num_items", "50", "expected num_items to be an integer >= 1. Received: num_items='50'"),
+        ("max_history", -5, "expected max_history to be an integer >= 1. Received: max_history=-5"),
+        ("attributes", ["colour"], "expected attributes to be an object of attribute"),
+        ("modalities", "image", "expected modalities to be a list of modality names"),
+        ("image_size", True, "expected image_size to be an integer >= 1 or null"),
+        ("shards", {"items": [{"file": 3}]}, "expected shards to be an object of kind"),
+        (
+            "cold_items",
+            [1, "2"],
+            "expected cold_items to be item ids. Received: cold_items=[1, '2']",
+        ),
+        ("user_preferences", ["mood"], "expected user_preferences among the attributes"),
+    ],
+)
+def test_dataset_json_fields_of_the_wrong_type_or_range(copy, field, value, expected):
+    _edit_json(copy, **{field: value})
+    with pytest.raises(SchemaError) as error:
+        load(copy, verify="none")
+    assert str(error.value).startswith(os.path.join(copy, "dataset.json") + ": ")
+    assert expected in str(error.value)
+
+
+@pytest.mark.parametrize("file", ["../../x", "/etc/passwd", "a/../../x"])
+def test_files_outside_the_dataset_folder_are_refused(copy, file):
+    meta = json.load(open(os.path.join(copy, "dataset.json")))
+    meta["shards"]["users"][0]["file"] = file
+    json.dump(meta, open(os.path.join(copy, "dataset.json"), "w"))
+    with pytest.raises(SchemaError, match="relative paths inside the dataset folder"):
+        load(copy, verify="none")
+    meta = json.load(open(os.path.join(copy, "dataset.json")))
+    meta["shards"]["users"][0]["file"] = "users-00000-of-00001.tfrecord.gz"
+    meta["checksums"] = {file: "0" * 64}
+    json.dump(meta, open(os.path.join(copy, "dataset.json"), "w"))
+    with pytest.raises(SchemaError, match=f"in checksums .* Received: {re.escape(repr(file))}"):
+        load(copy, verify="none")
