@@ -4,6 +4,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -259,3 +261,118 @@ def test_files_outside_the_dataset_folder_are_refused(copy, file):
     json.dump(meta, open(os.path.join(copy, "dataset.json"), "w"))
     with pytest.raises(SchemaError, match=f"in checksums .* Received: {re.escape(repr(file))}"):
         load(copy, verify="none")
+
+
+# Records that TensorFlow cannot parse or decode at all: index → (how to break it, reason).
+PNG = encode_png(np.full((32, 32, 3), 90, np.uint8))
+WAV = encode_wav(np.zeros(8000), 16000)
+UNREADABLE = {
+    3: (lambda records: b"\xff\xff\xff\x07 not a protobuf", "not a tf.train.Example"),
+    11: (
+        lambda f: (
+            f["item_id"].float_list.value.append(11.0) or f["item_id"].ClearField("int64_list")
+        ),
+        "feature 'item_id' has the wrong type (expected int64_list, received float_list)",
+    ),
+    17: (
+        lambda f: f["image"].bytes_list.value.__setitem__(0, PNG[:8] + b"\0" * 40 + b"junk"),
+        "the image cannot be decoded (Invalid PNG",
+    ),
+    23: (
+        lambda f: f["image"].bytes_list.value.__setitem__(0, PNG[: len(PNG) // 2]),
+        "the image cannot be decoded (Invalid PNG data",
+    ),
+    29: (  # a data chunk that claims a million bytes
+        lambda f: f["audio"].bytes_list.value.__setitem__(
+            0, WAV[:40] + (10**6).to_bytes(4, "little") + WAV[44:]
+        ),
+        "the audio cannot be decoded (Data too short",
+    ),
+}
+
+
+@pytest.fixture
+def unreadable(copy):
+    """The copy with the records of UNREADABLE broken."""
+    records = _records(copy, SHARD)
+    for index, (edit, _) in UNREADABLE.items():
+        if index == 3:
+            records[index] = edit(records)
+            continue
+        example = tf.train.Example.FromString(records[index])
+        edit(example.features.feature)
+        records[index] = example.SerializeToString()
+    _rewrite(copy, SHARD, records)
+    return copy
+
+
+def test_unreadable_records_are_named_with_their_file_and_index(unreadable):
+    with pytest.raises(CorruptRecordError) as error:
+        load(unreadable).catalogue()
+    message = str(error.value)
+    assert f"{SHARD}: record 3: cannot be parsed or decoded" in message
+    assert "5 such record(s) in this shard" in message
+
+
+def test_unreadable_records_are_skipped_and_counted(unreadable, caplog):
+    data = load(unreadable, on_error="skip")
+    catalogue = data.catalogue()
+    assert data.skipped == {"items": 5}
+    assert catalogue.missing_items == sorted(UNREADABLE)
+    assert "skipped 5 of 50 items records" in caplog.text
+    ids = np.concatenate([b["item_id"].numpy() for b in data.items(batch_size=16)])
+    assert sorted(ids.tolist()) == sorted(set(range(50)) - set(UNREADABLE))
+
+
+def test_problems_lists_each_unreadable_record_and_why(unreadable):
+    problems = load(unreadable, on_error="skip", verify="none").problems("items")
+    assert len(problems) == len(UNREADABLE)
+    for problem, (index, (_, reason)) in zip(problems, sorted(UNREADABLE.items())):
+        assert problem.startswith(os.path.join(unreadable, SHARD) + f": record {index}: ")
+        assert reason in problem
+
+
+SHARD_GONE = """
+import os, sys
+from mmrec.data import load
+
+path, shard = sys.argv[1:]
+items = load(path, on_error="skip", verify="none").items(batch_size=16)
+train = load(path, verify="none").interactions("train", batch_size=16)
+assert sum(1 for _ in items) and sum(1 for _ in train)  # one epoch while the shards exist
+os.remove(os.path.join(path, shard))
+os.remove(os.path.join(path, "items-00000-of-00001.tfrecord.gz"))
+steps = {
+    "next epoch, skip": lambda: sum(1 for _ in items),
+    "next epoch, raise": lambda: sum(1 for _ in train),
+    "new pipeline, skip": lambda: load(path, on_error="skip", verify="none").items(),
+}
+for name, step in steps.items():
+    try:
+        step()
+        print(name, "| no error")
+    except Exception as e:
+        print(name, "|", type(e).__name__, str(e).replace(chr(10), " "))
+"""
+
+
+@pytest.mark.slow  # a second process, so that a regression fails instead of hanging
+def test_a_missing_shard_is_an_error_that_names_it_not_a_hang(copy):
+    shard = json.load(open(os.path.join(copy, "dataset.json")))["shards"]["interactions-train"][0]
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", SHARD_GONE, copy, shard["file"]],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("reading a dataset with a missing shard hangs")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(" | ", 1) for line in result.stdout.splitlines())
+    assert len(lines) == 3, result.stdout
+    for name, error in lines.items():
+        file = shard["file"] if "raise" in name else SHARD
+        assert error.startswith("CorruptRecordError" if "new" in name else "InvalidArgumentError")
+        assert f"{os.path.join(copy, file)}: shard listed in dataset.json is missing" in error
