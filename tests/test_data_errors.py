@@ -376,3 +376,64 @@ def test_a_missing_shard_is_an_error_that_names_it_not_a_hang(copy):
         file = shard["file"] if "raise" in name else SHARD
         assert error.startswith("CorruptRecordError" if "new" in name else "InvalidArgumentError")
         assert f"{os.path.join(copy, file)}: shard listed in dataset.json is missing" in error
+
+
+def _validate(path, capsys):
+    from mmrec.cli import main
+
+    status = main(["data", "validate", path])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_validate_lists_unreadable_records_and_never_crashes(unreadable, capsys):
+    status, out, err = _validate(unreadable, capsys)
+    assert status == 1 and "Traceback" not in out + err
+    assert "items: 5 problem(s)" in out
+    for index, (_, reason) in UNREADABLE.items():
+        assert f"{SHARD}: record {index}: {reason}" in out
+    assert "catalogue: 1 problem(s)" in out and "5 missing, e.g. [3, 11, 17, 23, 29]" in out
+    assert json.loads(out.splitlines()[-1]) == {"problems": 6}
+
+
+def test_validate_runs_the_catalogue_checks(copy, capsys):
+    _edit_item(copy, 4, lambda f: f["item_id"].int64_list.value.__setitem__(0, 5))
+    status, out, _ = _validate(copy, capsys)
+    assert status == 1 and "items: ok" in out and "catalogue: 2 problem(s)" in out
+    assert "item ids must be unique. Received duplicates: [5]" in out
+    assert "expected items 0..49; 1 missing, e.g. [4]" in out
+    with pytest.raises(CorruptRecordError, match="duplicates: \\[5\\]"):
+        load(copy).catalogue()  # what validate now says up front
+
+    records = _records(copy, SHARD)
+    _rewrite(copy, SHARD, records[:4] + records[5:])  # no record of item 4, no duplicate
+    status, out, _ = _validate(copy, capsys)
+    assert status == 1 and "catalogue: 1 problem(s)" in out
+    assert "expected items 0..49; 1 missing, e.g. [4]" in out
+
+
+def test_validate_reports_a_bad_dataset_json_and_a_missing_shard(copy, capsys):
+    os.remove(os.path.join(copy, "users-00000-of-00001.tfrecord.gz"))
+    status, out, _ = _validate(copy, capsys)
+    assert status == 1 and "users: 1 problem(s)" in out
+    assert "users-00000-of-00001.tfrecord.gz: shard listed in dataset.json is missing" in out
+    assert "checksums: 1 problem(s)" in out
+
+    _edit_json(copy, max_history=-5)
+    status, out, err = _validate(copy, capsys)
+    assert status == 1 and "Traceback" not in err
+    assert "dataset.json: 1 problem(s)" in out and "expected max_history to be an integer" in out
+
+
+def test_validate_has_its_own_exit_status_for_an_internal_error(copy, capsys, monkeypatch):
+    from mmrec.data import validation
+
+    def broken(data):
+        raise RuntimeError("a bug in a check")
+
+    monkeypatch.setattr(validation, "catalogue_problems", broken)
+    status, out, err = _validate(copy, capsys)
+    assert status == 3
+    assert "catalogue: internal error" in out and "items: ok" in out and "users: ok" in out
+    assert "RuntimeError: a bug in a check" in err and "Traceback" in err
+    assert json.loads(out.splitlines()[-1]) == {"problems": 0, "internal_errors": 1}

@@ -29,6 +29,7 @@ from mmrec.data import schema
 from mmrec.data.records import (
     MISSING_SHARD,
     check_records,
+    item_id_problems,
     keep,
     record_parser,
     shard_records,
@@ -372,15 +373,15 @@ class MultimodalDataset:
         """Parsed, validated, unbatched examples of one record kind."""
         if self.on_error == "skip":
             self._count_skipped(kind)
-        ds = self._checked(kind, shuffle=shuffle, seed=seed)
+        ds = self.checked_records(kind, shuffle=shuffle, seed=seed)
         ds = ds.filter(lambda element: keep(element, self.on_error == "raise"))
         return ds.map(lambda element: element["features"])
 
-    def _checked(
+    def checked_records(
         self, kind: str, *, shuffle: bool = False, seed: int = 0, missing_ok: bool = False
     ) -> tf.data.Dataset:
-        """Every record of one kind as `shard_records` yields it: `features`, `problem`
-        ("" for a good record), `is_end`, `missing`, `unreadable`.
+        """Every record of one kind as `check_records` yields it: `features`, `problem`
+        ("" for a good record), `is_end`, `missing`, `unreadable` (what `validate` reads).
 
         A shard file that is missing is an error (`CorruptRecordError`, naming it), not
         a bad record, unless `missing_ok`; one deleted after this call stops the
@@ -408,7 +409,7 @@ class MultimodalDataset:
         if kind in self.skipped:
             return
         try:
-            good = self._checked(kind).reduce(
+            good = self.checked_records(kind).reduce(
                 tf.constant(0, tf.int64),
                 lambda n, element: n + tf.cast(keep(element, False), tf.int64),
             )
@@ -433,7 +434,7 @@ class MultimodalDataset:
         A record that cannot be parsed or decoded gets its own message, with the reason
         (`unreadable_records`); a missing shard is a problem here, not an error.
         """
-        bad = self._checked(kind, missing_ok=True).filter(lambda e: e["problem"] != "")
+        bad = self.checked_records(kind, missing_ok=True).filter(lambda e: e["problem"] != "")
         bad = bad.map(lambda e: (e["problem"], e["unreadable"]))
         found = []
         for problem, unreadable in bad.as_numpy_iterator():
@@ -452,18 +453,10 @@ class MultimodalDataset:
         rows = _collect(self._examples("items", shuffle=False), what="item records")
         n = self.info.num_items
         ids = rows.pop(schema.ITEM_ID)
-        unique, counts = np.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            raise CorruptRecordError(
-                f"{self.path}: item ids must be unique. Received duplicates: "
-                f"{unique[counts > 1][:10].tolist()}"
-            )
+        duplicates, missing_ids = item_id_problems(ids, n)
+        if duplicates or (missing_ids and self.on_error == "raise"):
+            raise CorruptRecordError(f"{self.path}: {duplicates or missing_ids}")
         missing = sorted(set(range(n)) - set(ids.tolist()))
-        if missing and self.on_error == "raise":
-            raise CorruptRecordError(
-                f"{self.path}: expected items 0..{n - 1}; {len(missing)} missing, "
-                f"e.g. {missing[:10]}"
-            )
 
         def by_id(values: np.ndarray) -> np.ndarray:
             out = np.zeros((n,) + values.shape[1:], dtype=values.dtype)

@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 
+import numpy as np
 import tensorflow as tf
 
 from mmrec.data import schema
@@ -29,24 +30,59 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def verify_checksums(path: str, info: DatasetInfo) -> None:
-    """Raises `ChecksumError` naming the first shard (or id map) whose SHA-256 differs."""
+    """Raises `ChecksumError` naming the first shard (or id map) whose SHA-256 differs
+    (`CorruptRecordError` for one that is missing)."""
+    for error in checksum_problems(path, info):
+        raise error
+
+
+def checksum_problems(path: str, info: DatasetInfo) -> list[CorruptRecordError]:
+    """Every shard or id map whose SHA-256 differs from dataset.json's, or that is missing."""
     files = [(s.file, s.sha256, "shard") for shards in info.shards.values() for s in shards]
     files += [(name, sha256, "file") for name, sha256 in info.checksums.items()]
+    problems = []
     for name, expected, what in files:
         file = os.path.join(path, name)
         if not os.path.exists(file):
-            raise CorruptRecordError(f"{file}: {what} listed in dataset.json is missing.")
+            problems.append(
+                CorruptRecordError(f"{file}: {what} listed in dataset.json is missing.")
+            )
+            continue
         digest = hashlib.sha256()
         with open(file, "rb") as f:
             for block in iter(lambda f=f: f.read(1 << 20), b""):
                 digest.update(block)
         if digest.hexdigest() != expected:
-            raise ChecksumError(
-                f"{file}: checksum mismatch (expected sha256 {expected}, "
-                f"received {digest.hexdigest()}); the {what} is corrupt or was modified. "
-                "Re-create the dataset, or load with on_error='skip', verify='none' to "
-                "read the records that are still intact."
+            problems.append(
+                ChecksumError(
+                    f"{file}: checksum mismatch (expected sha256 {expected}, "
+                    f"received {digest.hexdigest()}); the {what} is corrupt or was modified. "
+                    "Re-create the dataset, or load with on_error='skip', verify='none' to "
+                    "read the records that are still intact."
+                )
             )
+    return problems
+
+
+def item_id_problems(ids, num_items: int) -> tuple[str | None, str | None]:
+    """What is wrong with the item ids of a catalogue's records: (a message about
+    duplicated ids or None, a message about ids in [0, num_items) that no record has or None).
+
+    >>> duplicates, missing = item_id_problems([0, 2, 2], 4)
+    >>> duplicates
+    'item ids must be unique. Received duplicates: [2]'
+    >>> missing
+    'expected items 0..3; 2 missing, e.g. [1, 3]'
+    """
+    unique, counts = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
+    duplicates = unique[counts > 1].tolist()
+    missing = sorted(set(range(num_items)) - set(unique.tolist()))
+    return (
+        f"item ids must be unique. Received duplicates: {duplicates[:10]}" if duplicates else None,
+        f"expected items 0..{num_items - 1}; {len(missing)} missing, e.g. {missing[:10]}"
+        if missing
+        else None,
+    )
 
 
 def shard_records(shard, file, expected):
