@@ -315,3 +315,19 @@ def test_the_next_write_removes_what_killed_writers_left(tmp_path):
         write_shapes(target, TINY, progress=False)
     assert sorted(os.listdir(tmp_path)) == ["ds", "ds.partial-0000000c", "ds.partial-0000000d"]
     assert WRITER_LOCK not in os.listdir(target)
+
+
+def test_every_record_is_serialised_deterministically():
+    """Plain SerializeToString() orders an Example's feature map differently from one process
+    to the next: the same seed would write different bytes (and dataset.json checksums)."""
+    import ast
+    import pathlib
+
+    found = []
+    for path in sorted((pathlib.Path(mmrec.__file__).parent / "data").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "SerializeToString":
+                keywords = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
+                if keywords.get("deterministic") is not True:
+                    found.append(f"{path.name}:{node.lineno}")
+    assert not found, f"use mmrec.data.tfrecord.serialize: {found}"
