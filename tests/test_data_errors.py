@@ -437,3 +437,13 @@ def test_validate_has_its_own_exit_status_for_an_internal_error(copy, capsys, mo
     assert "catalogue: internal error" in out and "items: ok" in out and "users: ok" in out
     assert "RuntimeError: a bug in a check" in err and "Traceback" in err
     assert json.loads(out.splitlines()[-1]) == {"problems": 0, "internal_errors": 1}
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from mmrec.data import records, schema
+
+    for module in (records, schema):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

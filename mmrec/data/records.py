@@ -103,10 +103,8 @@ def shard_records(shard, file, expected):
 
     def tag(index, element):
         record, is_end = element
-        return {
-            **{"shard": shard, "file": file, "index": index, "record": record},
-            **{"is_end": is_end, "exists": exists, "expected": expected},
-        }
+        tags = {"shard": shard, "file": file, "index": index, "is_end": is_end}
+        return {**tags, "record": record, "exists": exists, "expected": expected}
 
     return records.enumerate().map(tag)
 
@@ -125,7 +123,7 @@ def check_records(tagged: tf.data.Dataset, parse, num_shards: int) -> tf.data.Da
     """
 
     def check(tags):
-        features, problem = parse(tags["file"], tags["index"], tags["record"])
+        features, problem = parse(tags["file"], tags["index"], tags.pop("record"))
         return tags, features, problem
 
     # A record whose parsing or decoding raises is dropped here (the end marker never
