@@ -200,6 +200,8 @@ def keep(element, raise_on_problem: bool):
 def unreadable_records(file: str, kind: str, info: DatasetInfo) -> list[str]:
     """Each record of a shard that cannot be parsed or decoded at all, and why: one
     message per record, naming the file and its index (`mmrec data validate`)."""
+    if not os.path.exists(file):  # gone since: ignore_errors() would retry the open forever
+        return [f"{file}: {MISSING_SHARD}"]
     parse = record_parser(kind, info)
     raw = tf.data.TFRecordDataset(file, compression_type="GZIP").ignore_errors()
     parsed = raw.enumerate().map(lambda i, r: (i, parse(file, i, r)[1])).ignore_errors()
