@@ -8,7 +8,11 @@ with an error that names the shard, the record index and what was expected
 (`on_error="raise"`, the default), or is dropped and counted
 (`on_error="skip"`) — never silently turned into a wrong example. A shard that
 ends early (truncated, or corrupt so that the GZIP stream cannot be read further)
-is detected by comparing the records read with the count in `dataset.json`.
+is detected by comparing the records read with the count in `dataset.json`; a
+record that TensorFlow cannot parse or decode at all (not an Example, a feature of
+the wrong type, undecodable image or audio bytes) is caught where it fails and named
+at the end of its shard. A shard file that is missing is an error in both modes,
+when a pipeline is built and again, if it disappears later, when one is iterated.
 
 Images stay **uint8** (exact pixels; models scale them inside their graph, so an
 exported model takes the same raw pixels), audio is float32 in [-1, 1], text is
