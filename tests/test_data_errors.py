@@ -248,6 +248,12 @@ def test_dataset_json_fields_of_the_wrong_type_or_range(copy, field, value, expe
     assert expected in str(error.value)
 
 
+def test_a_dataset_json_that_is_not_an_object(copy):
+    json.dump([1, 2], open(os.path.join(copy, "dataset.json"), "w"))
+    with pytest.raises(SchemaError, match="expected a JSON object. Received: list \\[1, 2\\]"):
+        load(copy, verify="none")
+
+
 @pytest.mark.parametrize("file", ["../../x", "/etc/passwd", "a/../../x"])
 def test_files_outside_the_dataset_folder_are_refused(copy, file):
     meta = json.load(open(os.path.join(copy, "dataset.json")))

@@ -170,6 +170,10 @@ class DatasetInfo:
 
     @classmethod
     def from_json(cls, data: dict, source: str = METADATA_FILE) -> DatasetInfo:
+        if not isinstance(data, dict):
+            raise SchemaError(
+                f"{source}: expected a JSON object. Received: {type(data).__name__} {data!r:.80}"
+            )
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise SchemaError(
