@@ -1,8 +1,13 @@
 """The data layer: round trips, determinism, atomic writes, pipelines and ground truth."""
 
+import fcntl
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +15,7 @@ import tensorflow as tf
 
 import mmrec
 from mmrec.data import PAD_ID, DatasetInfo, ShapesConfig, load, simulation, synthetic, write_shapes
-from mmrec.data.tfrecord import DatasetWriter, item_example
+from mmrec.data.tfrecord import WRITER_LOCK, DatasetWriter, item_example
 
 TINY = ShapesConfig(num_items=60, num_users=24, seed=3)
 
@@ -277,3 +282,52 @@ def test_user_items_are_whole_sequences_up_to_a_split(tmp_path):
     for split, end in (("train", -2), ("valid", -1), ("test", None)):
         seen = data.user_items(split)
         assert seen == {u: set(s[:end].tolist()) for u, s in enumerate(sequences)}
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from mmrec.data.tfrecord import WRITER_LOCK, DatasetWriter, item_example
+
+writer = DatasetWriter(sys.argv[1]).__enter__()
+writer.write_shards("items", [item_example(0, text="a red circle")], num_shards=1)
+os.kill(os.getpid(), signal.SIGKILL)  # no clean-up runs
+"""
+
+
+def test_the_next_write_removes_what_killed_writers_left(tmp_path):
+    target = str(tmp_path / "ds")
+    result = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, target],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    (killed,) = os.listdir(tmp_path)
+    assert killed.startswith("ds.partial-")
+    hour_ago = time.time() - 3600
+    for name in ("ds.partial-0000000a", "ds.old-0000000b"):  # killed before locking / renaming
+        os.makedirs(tmp_path / name)
+        os.utime(tmp_path / name, (hour_ago, hour_ago))
+    os.makedirs(tmp_path / "ds.partial-0000000c")  # a writer starting now: not yet locked
+    os.makedirs(tmp_path / "ds.partial-0000000d")  # a writer at work (its lock is held)
+    with open(tmp_path / "ds.partial-0000000d" / WRITER_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        write_shapes(target, TINY, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["ds", "ds.partial-0000000c", "ds.partial-0000000d"]
+    assert WRITER_LOCK not in os.listdir(target)
+
+
+def test_every_record_is_serialised_deterministically():
+    """Plain SerializeToString() orders an Example's feature map differently from one process
+    to the next: the same seed would write different bytes (and dataset.json checksums)."""
+    import ast
+    import pathlib
+
+    found = []
+    for path in sorted((pathlib.Path(mmrec.__file__).parent / "data").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "SerializeToString":
+                keywords = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
+                if keywords.get("deterministic") is not True:
+                    found.append(f"{path.name}:{node.lineno}")
+    assert not found, f"use mmrec.data.tfrecord.serialize: {found}"

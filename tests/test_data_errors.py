@@ -2,7 +2,10 @@
 
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -211,3 +214,242 @@ def test_bad_options_are_rejected(clean_path):
         load(clean_path, on_error="ignore")
     with pytest.raises(ValueError, match="Expected split to be one of"):
         load(clean_path).interactions("training")
+
+
+def _edit_json(path, **fields):
+    meta = json.load(open(os.path.join(path, "dataset.json")))
+    meta.update(fields)
+    json.dump(meta, open(os.path.join(path, "dataset.json"), "w"))
+    return meta
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("num_items", "50", "expected num_items to be an integer >= 1. Received: num_items='50'"),
+        ("max_history", -5, "expected max_history to be an integer >= 1. Received: max_history=-5"),
+        ("attributes", ["colour"], "expected attributes to be an object of attribute"),
+        ("modalities", "image", "expected modalities to be a list of modality names"),
+        ("image_size", True, "expected image_size to be an integer >= 1 or null"),
+        ("shards", {"items": [{"file": 3}]}, "expected shards to be an object of kind"),
+        (
+            "cold_items",
+            [1, "2"],
+            "expected cold_items to be item ids. Received: cold_items=[1, '2']",
+        ),
+        ("user_preferences", ["mood"], "expected user_preferences among the attributes"),
+    ],
+)
+def test_dataset_json_fields_of_the_wrong_type_or_range(copy, field, value, expected):
+    _edit_json(copy, **{field: value})
+    with pytest.raises(SchemaError) as error:
+        load(copy, verify="none")
+    assert str(error.value).startswith(os.path.join(copy, "dataset.json") + ": ")
+    assert expected in str(error.value)
+
+
+def test_a_dataset_json_that_is_not_an_object(copy):
+    json.dump([1, 2], open(os.path.join(copy, "dataset.json"), "w"))
+    with pytest.raises(SchemaError, match="expected a JSON object. Received: list \\[1, 2\\]"):
+        load(copy, verify="none")
+
+
+@pytest.mark.parametrize("file", ["../../x", "/etc/passwd", "a/../../x"])
+def test_files_outside_the_dataset_folder_are_refused(copy, file):
+    meta = json.load(open(os.path.join(copy, "dataset.json")))
+    meta["shards"]["users"][0]["file"] = file
+    json.dump(meta, open(os.path.join(copy, "dataset.json"), "w"))
+    with pytest.raises(SchemaError, match="relative paths inside the dataset folder"):
+        load(copy, verify="none")
+    meta = json.load(open(os.path.join(copy, "dataset.json")))
+    meta["shards"]["users"][0]["file"] = "users-00000-of-00001.tfrecord.gz"
+    meta["checksums"] = {file: "0" * 64}
+    json.dump(meta, open(os.path.join(copy, "dataset.json"), "w"))
+    with pytest.raises(SchemaError, match=f"in checksums .* Received: {re.escape(repr(file))}"):
+        load(copy, verify="none")
+
+
+# Records that TensorFlow cannot parse or decode at all: index → (how to break it, reason).
+PNG = encode_png(np.full((32, 32, 3), 90, np.uint8))
+WAV = encode_wav(np.zeros(8000), 16000)
+UNREADABLE = {
+    3: (lambda records: b"\xff\xff\xff\x07 not a protobuf", "not a tf.train.Example"),
+    11: (
+        lambda f: (
+            f["item_id"].float_list.value.append(11.0) or f["item_id"].ClearField("int64_list")
+        ),
+        "feature 'item_id' has the wrong type (expected int64_list, received float_list)",
+    ),
+    17: (
+        lambda f: f["image"].bytes_list.value.__setitem__(0, PNG[:8] + b"\0" * 40 + b"junk"),
+        "the image cannot be decoded (Invalid PNG",
+    ),
+    23: (
+        lambda f: f["image"].bytes_list.value.__setitem__(0, PNG[: len(PNG) // 2]),
+        "the image cannot be decoded (Invalid PNG data",
+    ),
+    29: (  # a data chunk that claims a million bytes
+        lambda f: f["audio"].bytes_list.value.__setitem__(
+            0, WAV[:40] + (10**6).to_bytes(4, "little") + WAV[44:]
+        ),
+        "the audio cannot be decoded (Data too short",
+    ),
+}
+
+
+@pytest.fixture
+def unreadable(copy):
+    """The copy with the records of UNREADABLE broken."""
+    records = _records(copy, SHARD)
+    for index, (edit, _) in UNREADABLE.items():
+        if index == 3:
+            records[index] = edit(records)
+            continue
+        example = tf.train.Example.FromString(records[index])
+        edit(example.features.feature)
+        records[index] = example.SerializeToString()
+    _rewrite(copy, SHARD, records)
+    return copy
+
+
+def test_unreadable_records_are_named_with_their_file_and_index(unreadable):
+    with pytest.raises(CorruptRecordError) as error:
+        load(unreadable).catalogue()
+    message = str(error.value)
+    assert f"{SHARD}: record 3: cannot be parsed or decoded" in message
+    assert "5 such record(s) in this shard" in message
+
+
+def test_unreadable_records_are_skipped_and_counted(unreadable, caplog):
+    data = load(unreadable, on_error="skip")
+    catalogue = data.catalogue()
+    assert data.skipped == {"items": 5}
+    assert catalogue.missing_items == sorted(UNREADABLE)
+    assert "skipped 5 of 50 items records" in caplog.text
+    ids = np.concatenate([b["item_id"].numpy() for b in data.items(batch_size=16)])
+    assert sorted(ids.tolist()) == sorted(set(range(50)) - set(UNREADABLE))
+
+
+def test_problems_lists_each_unreadable_record_and_why(unreadable):
+    problems = load(unreadable, on_error="skip", verify="none").problems("items")
+    assert len(problems) == len(UNREADABLE)
+    for problem, (index, (_, reason)) in zip(problems, sorted(UNREADABLE.items())):
+        assert problem.startswith(os.path.join(unreadable, SHARD) + f": record {index}: ")
+        assert reason in problem
+
+
+SHARD_GONE = """
+import os, sys
+from mmrec.data import load
+
+path, shard = sys.argv[1:]
+items = load(path, on_error="skip", verify="none").items(batch_size=16)
+train = load(path, verify="none").interactions("train", batch_size=16)
+assert sum(1 for _ in items) and sum(1 for _ in train)  # one epoch while the shards exist
+os.remove(os.path.join(path, shard))
+os.remove(os.path.join(path, "items-00000-of-00001.tfrecord.gz"))
+steps = {
+    "next epoch, skip": lambda: sum(1 for _ in items),
+    "next epoch, raise": lambda: sum(1 for _ in train),
+    "new pipeline, skip": lambda: load(path, on_error="skip", verify="none").items(),
+}
+for name, step in steps.items():
+    try:
+        step()
+        print(name, "| no error")
+    except Exception as e:
+        print(name, "|", type(e).__name__, str(e).replace(chr(10), " "))
+"""
+
+
+@pytest.mark.slow  # a second process, so that a regression fails instead of hanging
+def test_a_missing_shard_is_an_error_that_names_it_not_a_hang(copy):
+    shard = json.load(open(os.path.join(copy, "dataset.json")))["shards"]["interactions-train"][0]
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", SHARD_GONE, copy, shard["file"]],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("reading a dataset with a missing shard hangs")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(" | ", 1) for line in result.stdout.splitlines())
+    assert len(lines) == 3, result.stdout
+    for name, error in lines.items():
+        file = shard["file"] if "raise" in name else SHARD
+        assert error.startswith("CorruptRecordError" if "new" in name else "InvalidArgumentError")
+        assert f"{os.path.join(copy, file)}: shard listed in dataset.json is missing" in error
+
+
+def _validate(path, capsys):
+    from mmrec.cli import main
+
+    status = main(["data", "validate", path])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_validate_lists_unreadable_records_and_never_crashes(unreadable, capsys):
+    status, out, err = _validate(unreadable, capsys)
+    assert status == 1 and "Traceback" not in out + err
+    assert "items: 5 problem(s)" in out
+    for index, (_, reason) in UNREADABLE.items():
+        assert f"{SHARD}: record {index}: {reason}" in out
+    assert "catalogue: 1 problem(s)" in out and "5 missing, e.g. [3, 11, 17, 23, 29]" in out
+    assert json.loads(out.splitlines()[-1]) == {"problems": 6}
+
+
+def test_validate_runs_the_catalogue_checks(copy, capsys):
+    _edit_item(copy, 4, lambda f: f["item_id"].int64_list.value.__setitem__(0, 5))
+    status, out, _ = _validate(copy, capsys)
+    assert status == 1 and "items: ok" in out and "catalogue: 2 problem(s)" in out
+    assert "item ids must be unique. Received duplicates: [5]" in out
+    assert "expected items 0..49; 1 missing, e.g. [4]" in out
+    with pytest.raises(CorruptRecordError, match="duplicates: \\[5\\]"):
+        load(copy).catalogue()  # what validate now says up front
+
+    records = _records(copy, SHARD)
+    _rewrite(copy, SHARD, records[:4] + records[5:])  # no record of item 4, no duplicate
+    status, out, _ = _validate(copy, capsys)
+    assert status == 1 and "catalogue: 1 problem(s)" in out
+    assert "expected items 0..49; 1 missing, e.g. [4]" in out
+
+
+def test_validate_reports_a_bad_dataset_json_and_a_missing_shard(copy, capsys):
+    os.remove(os.path.join(copy, "users-00000-of-00001.tfrecord.gz"))
+    status, out, _ = _validate(copy, capsys)
+    assert status == 1 and "users: 1 problem(s)" in out
+    assert "users-00000-of-00001.tfrecord.gz: shard listed in dataset.json is missing" in out
+    assert "checksums: 1 problem(s)" in out
+
+    _edit_json(copy, max_history=-5)
+    status, out, err = _validate(copy, capsys)
+    assert status == 1 and "Traceback" not in err
+    assert "dataset.json: 1 problem(s)" in out and "expected max_history to be an integer" in out
+
+
+def test_validate_has_its_own_exit_status_for_an_internal_error(copy, capsys, monkeypatch):
+    from mmrec.data import validation
+
+    def broken(data):
+        raise RuntimeError("a bug in a check")
+
+    monkeypatch.setattr(validation, "catalogue_problems", broken)
+    status, out, err = _validate(copy, capsys)
+    assert status == 3
+    assert "catalogue: internal error" in out and "items: ok" in out and "users: ok" in out
+    assert "RuntimeError: a bug in a check" in err and "Traceback" in err
+    assert json.loads(out.splitlines()[-1]) == {"problems": 0, "internal_errors": 1}
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from mmrec.data import records, schema
+
+    for module in (records, schema):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

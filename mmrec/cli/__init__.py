@@ -62,8 +62,9 @@ EPILOG = """\
 
 Exit status: 0 done; 1 an unexpected error (a bug: its traceback is printed) or
 problems found by `mmrec data validate`; 2 a usage error (a bad option, a missing
-file, invalid data, a model of the wrong kind), explained in one line. Run
-`mmrec --debug COMMAND ...` (or set MMREC_DEBUG=1) to see its traceback too.
+file, invalid data, a model of the wrong kind), explained in one line; 3 `mmrec data
+validate` could not finish a check (a bug: its traceback is printed; the other checks
+ran). Run `mmrec --debug COMMAND ...` (or set MMREC_DEBUG=1) to see its traceback too.
 """
 
 

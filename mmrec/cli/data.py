@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import textwrap
 
 from mmrec.cli.options import positive_int
 from mmrec.errors import usage_errors
+
+VALIDATE_EXIT_STATUS = """\
+exit status:
+  0  no problems
+  1  problems found (each listed above the summary line)
+  2  PATH is not a dataset folder (no dataset.json), or a bad option
+  3  a check failed with an internal error (a bug; its traceback is on stderr); the
+     other checks still ran, and their problems are listed
+"""
 
 
 def add_commands(commands) -> None:
@@ -74,9 +84,12 @@ def add_commands(commands) -> None:
         "validate",
         help="check checksums and every record; list each problem with its file and index",
         description=(
-            "Verify shard checksums and validate every record (schema, image/audio/text "
-            "decoding, id ranges). Exit status 1 if anything is wrong."
+            "Verify dataset.json, shard checksums and the vocabulary, validate every record "
+            "(schema, image/audio/text decoding, id ranges) and the catalogue's item ids "
+            "(duplicates, gaps). Each problem is listed with its file and record index."
         ),
+        epilog=VALIDATE_EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     validate.add_argument("path", help="dataset folder")
     validate.set_defaults(run=validate_dataset)
@@ -300,27 +313,26 @@ def inspect_dataset(args) -> int:
 
 
 def validate_dataset(args) -> int:
-    """Lists every problem; exit status 1 when there is one (a finding, not an error)."""
-    from mmrec.data import ChecksumError, load, verify_checksums
-    from mmrec.data.inspect import vocabulary_problem
+    """Lists every problem; the exit status says what was found (`VALIDATE_EXIT_STATUS`)."""
+    import sys
 
-    data = load(args.path, on_error="skip", verify="none")
-    failures = 0
-    try:
-        verify_checksums(data.path, data.info)
-        print("checksums: ok")
-    except ChecksumError as e:
-        print(f"checksums: {e}")
-        failures += 1
-    vocabulary = vocabulary_problem(data)
-    if "text" in data.info.modalities:
-        print(f"vocabulary: {vocabulary or 'ok'}")
-    failures += bool(vocabulary)
-    for kind in sorted(data.info.shards):
-        problems = data.problems(kind)
-        print(f"{kind}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
-        for problem in problems:
+    from mmrec.data.validation import validate
+
+    problems = errors = 0
+    for check in validate(args.path):
+        if check.error:
+            print(f"{check.name}: internal error (a bug; traceback on stderr)")
+            print(
+                f"mmrec data validate: the {check.name} check failed:\n{check.error}",
+                file=sys.stderr,
+            )
+            errors += 1
+            continue
+        print(
+            f"{check.name}: {'ok' if not check.problems else f'{len(check.problems)} problem(s)'}"
+        )
+        for problem in check.problems:
             print(textwrap.indent(problem, "  "))
-        failures += len(problems)
-    print(json.dumps({"problems": failures}))
-    return 1 if failures else 0
+        problems += len(check.problems)
+    print(json.dumps({"problems": problems, **({"internal_errors": errors} if errors else {})}))
+    return 3 if errors else 1 if problems else 0

@@ -8,7 +8,11 @@ with an error that names the shard, the record index and what was expected
 (`on_error="raise"`, the default), or is dropped and counted
 (`on_error="skip"`) — never silently turned into a wrong example. A shard that
 ends early (truncated, or corrupt so that the GZIP stream cannot be read further)
-is detected by comparing the records read with the count in `dataset.json`.
+is detected by comparing the records read with the count in `dataset.json`; a
+record that TensorFlow cannot parse or decode at all (not an Example, a feature of
+the wrong type, undecodable image or audio bytes) is caught where it fails and named
+at the end of its shard. A shard file that is missing is an error in both modes,
+when a pipeline is built and again, if it disappears later, when one is iterated.
 
 Images stay **uint8** (exact pixels; models scale them inside their graph, so an
 exported model takes the same raw pixels), audio is float32 in [-1, 1], text is
@@ -26,7 +30,16 @@ import numpy as np
 import tensorflow as tf
 
 from mmrec.data import schema
-from mmrec.data.records import is_good, record_parser, tagged_records, verify_checksums
+from mmrec.data.records import (
+    MISSING_SHARD,
+    check_records,
+    item_id_problems,
+    keep,
+    record_parser,
+    shard_records,
+    unreadable_records,
+    verify_checksums,
+)
 from mmrec.data.schema import (
     PAD_ID,
     CorruptRecordError,
@@ -364,40 +377,48 @@ class MultimodalDataset:
         """Parsed, validated, unbatched examples of one record kind."""
         if self.on_error == "skip":
             self._count_skipped(kind)
-        ds = self._checked(
-            kind, shuffle=shuffle, seed=seed, raise_on_problem=self.on_error == "raise"
-        )
-        return ds.filter(is_good).map(lambda features, problem, is_end: features)
+        ds = self.checked_records(kind, shuffle=shuffle, seed=seed)
+        ds = ds.filter(lambda element: keep(element, self.on_error == "raise"))
+        return ds.map(lambda element: element["features"])
 
-    def _checked(
-        self, kind: str, *, shuffle: bool = False, seed: int = 0, raise_on_problem: bool = False
+    def checked_records(
+        self, kind: str, *, shuffle: bool = False, seed: int = 0, missing_ok: bool = False
     ) -> tf.data.Dataset:
-        """(features, problem, is_end) per record; `problem` is "" for a good record.
+        """Every record of one kind as `check_records` yields it: `features`, `problem`
+        ("" for a good record), `is_end`, `missing`, `unreadable` (what `validate` reads).
 
-        With `raise_on_problem`, the first problem stops iteration with an error
-        whose message is the problem (file, record index, what was expected).
+        A shard file that is missing is an error (`CorruptRecordError`, naming it), not
+        a bad record, unless `missing_ok`; one deleted after this call stops the
+        iteration (`keep`).
         """
         shards = self.info.shard_list(kind)
         files = [os.path.join(self.path, s.file) for s in shards]
-        counts = [s.records for s in shards]
-        ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(counts, tf.int64)))
+        absent = [f for f in files if not os.path.exists(f)]
+        if absent and not missing_ok:
+            more = f" ({len(absent) - 1} more shards are missing)" if len(absent) > 1 else ""
+            raise CorruptRecordError(f"{absent[0]}: {MISSING_SHARD}{more}")
+        counts = tf.constant([s.records for s in shards], tf.int64)
+        ds = tf.data.Dataset.from_tensor_slices((tf.range(len(files)), files, counts))
         if shuffle:
             ds = ds.shuffle(len(files), seed=seed)
         ds = ds.interleave(
-            tagged_records,
+            shard_records,
             cycle_length=min(4, len(files)),
             num_parallel_calls=AUTOTUNE,
             deterministic=True,
         )
-        parse = record_parser(kind.split("-")[0], self.info, raise_on_problem)
-        return ds.map(parse, num_parallel_calls=AUTOTUNE)
+        return check_records(ds, record_parser(kind.split("-")[0], self.info), len(files))
 
     def _count_skipped(self, kind: str) -> None:
         if kind in self.skipped:
             return
-        good = self._checked(kind).reduce(
-            tf.constant(0, tf.int64), lambda n, elem: n + tf.cast(is_good(*elem), tf.int64)
-        )
+        try:
+            good = self.checked_records(kind).reduce(
+                tf.constant(0, tf.int64),
+                lambda n, element: n + tf.cast(keep(element, False), tf.int64),
+            )
+        except tf.errors.InvalidArgumentError as e:
+            raise CorruptRecordError(assertion_message(e)) from None
         expected = sum(s.records for s in self.info.shard_list(kind))
         self.skipped[kind] = expected - int(good)
         if self.skipped[kind]:
@@ -412,26 +433,34 @@ class MultimodalDataset:
             )
 
     def problems(self, kind: str) -> list[str]:
-        """Every problem in one record kind's shards, one message each (empty if clean)."""
-        bad = self._checked(kind).filter(lambda f, problem, e: tf.not_equal(problem, ""))
-        return [p.decode("utf-8") for _, p, _ in bad.as_numpy_iterator()]
+        """Every problem in one record kind's shards, one message each (empty if clean).
+
+        A record that cannot be parsed or decoded gets its own message, with the reason
+        (`unreadable_records`); a missing shard is a problem here, not an error.
+        """
+        bad = self.checked_records(kind, missing_ok=True).filter(lambda e: e["problem"] != "")
+        bad = bad.map(lambda e: (e["problem"], e["unreadable"]))
+        found = []
+        for problem, unreadable in bad.as_numpy_iterator():
+            problem = problem.decode("utf-8")
+            if unreadable:
+                # The first of the shard's "; "-joined problems is the count of unreadable
+                # records: list each of them, with its reason, instead.
+                file, _, rest = problem.partition(": record ")
+                found += unreadable_records(file, kind.split("-")[0], self.info)
+                rest = rest.split("; ", 1)[1:]
+                problem = f"{file}: {rest[0]}" if rest else ""
+            found += [problem] if problem else []
+        return found
 
     def _build_catalogue(self) -> Catalogue:
         rows = _collect(self._examples("items", shuffle=False), what="item records")
         n = self.info.num_items
         ids = rows.pop(schema.ITEM_ID)
-        unique, counts = np.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            raise CorruptRecordError(
-                f"{self.path}: item ids must be unique. Received duplicates: "
-                f"{unique[counts > 1][:10].tolist()}"
-            )
+        duplicates, missing_ids = item_id_problems(ids, n)
+        if duplicates or (missing_ids and self.on_error == "raise"):
+            raise CorruptRecordError(f"{self.path}: {duplicates or missing_ids}")
         missing = sorted(set(range(n)) - set(ids.tolist()))
-        if missing and self.on_error == "raise":
-            raise CorruptRecordError(
-                f"{self.path}: expected items 0..{n - 1}; {len(missing)} missing, "
-                f"e.g. {missing[:10]}"
-            )
 
         def by_id(values: np.ndarray) -> np.ndarray:
             out = np.zeros((n,) + values.shape[1:], dtype=values.dtype)
@@ -486,6 +515,12 @@ def history_items(history, limit, seed):
 _ASSERT_TEXT = re.compile(r"assertion failed: \[(.*?)\]\s*(\n|$)", re.S)
 
 
+def assertion_message(error: tf.errors.OpError) -> str:
+    """The problem a record check stopped iteration with (`keep`), without TF's wrapping."""
+    match = _ASSERT_TEXT.search(error.message)
+    return match.group(1).replace("\\'", "'") if match else error.message
+
+
 def _collect(ds: tf.data.Dataset, what: str) -> dict[str, np.ndarray]:
     """Materialises a small dataset of feature dicts as stacked NumPy arrays."""
     ds = ds.padded_batch(4096, padding_values=_padding_values(ds.element_spec))
@@ -495,9 +530,7 @@ def _collect(ds: tf.data.Dataset, what: str) -> dict[str, np.ndarray]:
             for key, value in batch.items():
                 parts.setdefault(key, []).append(value)
     except tf.errors.InvalidArgumentError as e:
-        match = _ASSERT_TEXT.search(e.message)
-        message = match.group(1).replace("\\'", "'") if match else e.message
-        raise CorruptRecordError(message) from None
+        raise CorruptRecordError(assertion_message(e)) from None
     if not parts:
         raise SchemaError(f"Expected at least one of the {what}; received none.")
     out = {}

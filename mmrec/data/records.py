@@ -1,9 +1,11 @@
 """Reading and checking single records: shard tagging, parsing, validation, checksums.
 
 Where it sits in the data flow: `mmrec.data.pipeline` interleaves the shards
-through `tagged_records`, maps `record_parser` over them and keeps the records
-for which `is_good` holds. Every check runs inside the tf.data graph; a problem
-becomes a message that names the shard, the record index and what was expected.
+through `shard_records`, which checks every record with `record_parser`, and keeps
+the records that `keep` keeps. Every check runs inside the tf.data graph; a
+problem becomes a message that names the shard, the record index and what was
+expected. A record that TensorFlow cannot parse or decode at all is reported by
+index at the end of its shard; `unreadable_records` says why, outside the graph.
 Functions are module level so that tf.data traces them once.
 """
 
@@ -11,56 +13,238 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 
+import numpy as np
 import tensorflow as tf
 
 from mmrec.data import schema
 from mmrec.data.schema import PAD_ID, ChecksumError, CorruptRecordError, DatasetInfo
 
+MISSING_SHARD = (
+    "shard listed in dataset.json is missing (deleted or moved while the dataset was in "
+    "use?): re-create the dataset and start again"
+)
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def verify_checksums(path: str, info: DatasetInfo) -> None:
-    """Raises `ChecksumError` naming the first shard (or id map) whose SHA-256 differs."""
+    """Raises `ChecksumError` naming the first shard (or id map) whose SHA-256 differs
+    (`CorruptRecordError` for one that is missing)."""
+    for error in checksum_problems(path, info):
+        raise error
+
+
+def checksum_problems(path: str, info: DatasetInfo) -> list[CorruptRecordError]:
+    """Every shard or id map whose SHA-256 differs from dataset.json's, or that is missing."""
     files = [(s.file, s.sha256, "shard") for shards in info.shards.values() for s in shards]
     files += [(name, sha256, "file") for name, sha256 in info.checksums.items()]
+    problems = []
     for name, expected, what in files:
         file = os.path.join(path, name)
         if not os.path.exists(file):
-            raise CorruptRecordError(f"{file}: {what} listed in dataset.json is missing.")
+            problems.append(
+                CorruptRecordError(f"{file}: {what} listed in dataset.json is missing.")
+            )
+            continue
         digest = hashlib.sha256()
         with open(file, "rb") as f:
             for block in iter(lambda f=f: f.read(1 << 20), b""):
                 digest.update(block)
         if digest.hexdigest() != expected:
-            raise ChecksumError(
-                f"{file}: checksum mismatch (expected sha256 {expected}, "
-                f"received {digest.hexdigest()}); the {what} is corrupt or was modified. "
-                "Re-create the dataset, or load with on_error='skip', verify='none' to "
-                "read the records that are still intact."
+            problems.append(
+                ChecksumError(
+                    f"{file}: checksum mismatch (expected sha256 {expected}, "
+                    f"received {digest.hexdigest()}); the {what} is corrupt or was modified. "
+                    "Re-create the dataset, or load with on_error='skip', verify='none' to "
+                    "read the records that are still intact."
+                )
             )
+    return problems
 
 
-def tagged_records(file, expected):
-    """One shard's records as (file, index, record, is_end, expected).
+def item_id_problems(ids, num_items: int) -> tuple[str | None, str | None]:
+    """What is wrong with the item ids of a catalogue's records: (a message about
+    duplicated ids or None, a message about ids in [0, num_items) that no record has or None).
 
-    A final end marker carries the number of records actually read, so that a shard
-    that stops early is caught by comparing it with `expected`.
+    >>> duplicates, missing = item_id_problems([0, 2, 2], 4)
+    >>> duplicates
+    'item ids must be unique. Received duplicates: [2]'
+    >>> missing
+    'expected items 0..3; 2 missing, e.g. [1, 3]'
     """
-    records = tf.data.TFRecordDataset(file, compression_type="GZIP").ignore_errors()
-    records = records.map(lambda r: (r, False))
-    end = tf.data.Dataset.from_tensors((tf.constant(b""), True))
+    unique, counts = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
+    duplicates = unique[counts > 1].tolist()
+    missing = sorted(set(range(num_items)) - set(unique.tolist()))
+    return (
+        f"item ids must be unique. Received duplicates: {duplicates[:10]}" if duplicates else None,
+        f"expected items 0..{num_items - 1}; {len(missing)} missing, e.g. {missing[:10]}"
+        if missing
+        else None,
+    )
 
-    def count(n, element):
+
+def shard_records(shard, file, expected):
+    """One shard's records, each tagged with where it is, then a marker that ends the shard.
+
+    Elements are dicts: `shard` (its position in the list), `file`, `index` (the
+    record's, or on the end marker the number of records read), `record`, `is_end`,
+    `exists` (whether the file exists) and `expected` (records in dataset.json).
+    """
+    # An existence check first: under ignore_errors() the reader retries opening a
+    # missing file forever (a shard deleted while training would hang the next epoch).
+    glob_safe = tf.strings.regex_replace(file, r"([*?\[\]\\])", r"\\\1")
+    exists = tf.size(tf.io.matching_files(glob_safe)) > 0
+    raw = tf.data.TFRecordDataset(file, compression_type="GZIP").ignore_errors()
+    raw = raw.take(tf.where(exists, tf.constant(-1, tf.int64), 0))
+    records = raw.map(lambda r: (r, False))
+    records = records.concatenate(tf.data.Dataset.from_tensors((tf.constant(b""), True)))
+
+    def tag(index, element):
         record, is_end = element
-        return n + 1 - tf.cast(is_end, tf.int64), (file, n, record, is_end, expected)
+        tags = {"shard": shard, "file": file, "index": index, "is_end": is_end}
+        return {**tags, "record": record, "exists": exists, "expected": expected}
 
-    return records.concatenate(end).scan(tf.constant(0, tf.int64), count)
+    return records.enumerate().map(tag)
 
 
-def is_good(features, problem, is_end):
-    return tf.logical_and(tf.equal(problem, ""), tf.logical_not(is_end))
+def check_records(tagged: tf.data.Dataset, parse, num_shards: int) -> tf.data.Dataset:
+    """`shard_records`' elements (of `num_shards` shards, interleaved) checked by `parse`.
+
+    Each element is a dict: `features`; `problem` ("" for a good record, else a
+    message naming the file and record); `is_end`, true only for the marker that
+    closes a shard; `missing`, true on that marker when the shard file does not
+    exist; `unreadable`, on that marker the number of records that could not be
+    parsed or decoded at all (not a `tf.train.Example`, a feature of the wrong type,
+    image or audio bytes that TensorFlow cannot decode). Those records are dropped
+    where they fail and reported on the end marker, with the shard's other problems
+    (fewer records than expected, a missing file); `unreadable_records` lists them.
+    """
+
+    def check(tags):
+        features, problem = parse(tags["file"], tags["index"], tags.pop("record"))
+        return tags, features, problem
+
+    # A record whose parsing or decoding raises is dropped here (the end marker never
+    # raises: empty bytes parse to an empty Example); `report` counts the gaps.
+    checked = tagged.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    checked = checked.ignore_errors()
+
+    def end_problem(tags, parsed, first_gap):
+        index, expected = tags["index"], tags["expected"]
+        problems = tf.stack(
+            [
+                tf.where(
+                    parsed == index,
+                    "",
+                    tf.strings.format(
+                        "record {}: cannot be parsed or decoded (not a tf.train.Example, "
+                        "a feature of the wrong type, or image/audio bytes that cannot be "
+                        "decoded), {} such record(s) in this shard",
+                        (first_gap, index - parsed),
+                    ),
+                ),
+                tf.where(
+                    index == expected,
+                    "",
+                    tf.strings.format(
+                        "shard ended after {} of {} records (truncated or corrupt)",
+                        (index, expected),
+                    ),
+                ),
+            ]
+        )
+        problem = tf.strings.reduce_join(tf.boolean_mask(problems, problems != ""), separator="; ")
+        problem = tf.where(tags["exists"], problem, MISSING_SHARD)
+        return tf.where(problem == "", "", tf.strings.join([tags["file"], ": ", problem]))
+
+    def report(state, element):
+        # Per shard: the records parsed so far, and the first dropped index (or -1).
+        parsed, first_gap = state
+        tags, features, problem = element
+        shard, index, is_end = tags["shard"], tags["index"], tags["is_end"]
+        gap = (first_gap[shard] < 0) & (index != parsed[shard])
+        first_gap = tf.tensor_scatter_nd_update(
+            first_gap, [[shard]], [tf.where(gap, parsed[shard], first_gap[shard])]
+        )
+        element = {
+            "features": features,
+            "problem": tf.cond(
+                is_end,
+                lambda: end_problem(tags, parsed[shard], first_gap[shard]),
+                lambda: problem,
+            ),
+            "is_end": is_end,
+            "missing": is_end & tf.logical_not(tags["exists"]),
+            "unreadable": tf.where(is_end, index - parsed[shard], 0),
+        }
+        parsed = tf.tensor_scatter_nd_add(parsed, [[shard]], [tf.constant(1, tf.int64)])
+        return (parsed, first_gap), element
+
+    start = (tf.zeros([num_shards], tf.int64), tf.fill([num_shards], tf.constant(-1, tf.int64)))
+    return checked.scan(start, report)
+
+
+def keep(element, raise_on_problem: bool):
+    """Whether an element is a good record; stops iteration with the element's problem
+    when it has one and `raise_on_problem`, or when its shard is missing."""
+    stop = element["missing"]
+    if raise_on_problem:
+        stop = stop | (element["problem"] != "")
+    check = tf.debugging.Assert(tf.logical_not(stop), [element["problem"]], summarize=1)
+    with tf.control_dependencies([check]):
+        return tf.logical_and(tf.equal(element["problem"], ""), tf.logical_not(element["is_end"]))
+
+
+def unreadable_records(file: str, kind: str, info: DatasetInfo) -> list[str]:
+    """Each record of a shard that cannot be parsed or decoded at all, and why: one
+    message per record, naming the file and its index (`mmrec data validate`)."""
+    if not os.path.exists(file):  # gone since: ignore_errors() would retry the open forever
+        return [f"{file}: {MISSING_SHARD}"]
+    parse = record_parser(kind, info)
+    raw = tf.data.TFRecordDataset(file, compression_type="GZIP").ignore_errors()
+    parsed = raw.enumerate().map(lambda i, r: (i, parse(file, i, r)[1])).ignore_errors()
+    good = {int(i) for i, _ in parsed.as_numpy_iterator()}
+    messages = []
+    for index, record in enumerate(raw.as_numpy_iterator()):
+        if index not in good:
+            messages.append(f"{file}: record {index}: {_reason(record, kind, info)}")
+    return messages
+
+
+_LIST_OF = {tf.int64: "int64_list", tf.float32: "float_list", tf.string: "bytes_list"}
+
+
+def _reason(record: bytes, kind: str, info: DatasetInfo) -> str:
+    from google.protobuf.message import DecodeError
+
+    try:
+        feature = tf.train.Example.FromString(record).features.feature
+    except DecodeError:
+        return f"not a tf.train.Example ({len(record)} bytes that do not parse as one)"
+    for key, spec in _spec(kind, info).items():
+        received = feature[key].WhichOneof("kind") if key in feature else None
+        if received is not None and received != _LIST_OF[spec.dtype]:
+            expected = _LIST_OF[spec.dtype]
+            return f"feature '{key}' has the wrong type (expected {expected}, received {received})"
+    decoders = {
+        schema.IMAGE: lambda data: tf.io.decode_image(data, expand_animations=False),
+        schema.AUDIO: lambda data: tf.audio.decode_wav(data),
+    }
+    for key, decode in decoders.items():
+        if key in info.modalities and key in feature and feature[key].bytes_list.value:
+            data = feature[key].bytes_list.value[0]
+            try:
+                decode(data)
+            except tf.errors.OpError as e:
+                # "{{function_node ...}} Invalid PNG data, size 1586 [Op:DecodeImage]"
+                reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*", "", e.message.splitlines()[0])
+                return (
+                    f"the {key} cannot be decoded ({reason}; {len(data)} bytes starting "
+                    f"{data[:8]!r})"
+                )
+    return "cannot be parsed with this dataset's features (cause unknown)"
 
 
 class _Problems:
@@ -99,25 +283,17 @@ class _Problems:
         return message
 
 
-def record_parser(kind: str, info: DatasetInfo, raise_on_problem: bool):
+def record_parser(kind: str, info: DatasetInfo):
+    """`parse(file, index, record)` → (features, problem): the checks of one record kind."""
     build = {"items": _item_checks, "interactions": _interaction_checks, "users": _user_checks}
     checks = build[kind]
 
-    def parse(file, index, record, is_end, expected):
+    def parse(file, index, record):
         problems = _Problems()
         features = checks(tf.io.parse_single_example(record, _spec(kind, info)), problems, info)
         problem = problems.first()
-        end_problem = tf.strings.format(
-            "shard ended after {} of {} records (truncated or corrupt)", (index, expected)
-        )
-        problem = tf.where(is_end, tf.where(index == expected, "", end_problem), problem)
         location = tf.strings.join([file, ": record ", tf.strings.as_string(index), ": "])
-        problem = tf.where(problem == "", "", location + problem)
-        if raise_on_problem:
-            check = tf.debugging.Assert(tf.equal(problem, ""), [problem], summarize=1)
-            with tf.control_dependencies([check]):
-                return tf.nest.map_structure(tf.identity, (features, problem, is_end))
-        return features, problem, is_end
+        return features, tf.where(problem == "", "", location + problem)
 
     return parse
 

@@ -170,6 +170,10 @@ class DatasetInfo:
 
     @classmethod
     def from_json(cls, data: dict, source: str = METADATA_FILE) -> DatasetInfo:
+        if not isinstance(data, dict):
+            raise SchemaError(
+                f"{source}: expected a JSON object. Received: {type(data).__name__} {data!r:.80}"
+            )
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise SchemaError(
@@ -183,6 +187,7 @@ class DatasetInfo:
         missing -= set(kwargs)
         if missing:
             raise SchemaError(f"{source}: missing required keys {sorted(missing)}.")
+        check_fields(kwargs, source)
         try:
             kwargs["shards"] = {
                 kind: [Shard(**s) for s in shards] for kind, shards in kwargs["shards"].items()
@@ -212,3 +217,98 @@ class DatasetInfo:
         with open(os.path.join(folder, METADATA_FILE), "w", encoding="utf-8") as f:
             json.dump(self.to_json(), f, indent=2, sort_keys=False)
             f.write("\n")
+
+
+# JSON gives plain types; a bool is not a number here (json.loads("true") is an int subclass).
+def _is_int(value, low=None) -> bool:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return ok and (low is None or value >= low)
+
+
+def _is_str_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_str_dict(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _is_shard_list(value) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(s, dict)
+        and isinstance(s.get("file"), str)
+        and _is_int(s.get("records"), 0)
+        and isinstance(s.get("sha256"), str)
+        for s in value
+    )
+
+
+# dataset.json field → (whether a value is valid, what is expected).
+_FIELDS = {
+    "name": (lambda v: isinstance(v, str), "a string"),
+    "modalities": (_is_str_list, "a list of modality names"),
+    "attributes": (
+        lambda v: isinstance(v, dict) and all(_is_str_list(c) and c for c in v.values()),
+        "an object of attribute → non-empty list of class names",
+    ),
+    "num_items": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "num_users": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "shards": (
+        lambda v: isinstance(v, dict) and all(_is_shard_list(s) for s in v.values()),
+        'an object of kind → list of {"file": str, "records": int >= 0, "sha256": str}',
+    ),
+    "image_size": (lambda v: v is None or _is_int(v, 1), "an integer >= 1 or null"),
+    "image_channels": (lambda v: v in (1, 3) and _is_int(v), "1 or 3"),
+    "audio_sample_rate": (lambda v: v is None or _is_int(v, 1), "an integer >= 1 or null"),
+    "audio_samples": (lambda v: v is None or _is_int(v, 1), "an integer >= 1 or null"),
+    "user_preferences": (_is_str_list, "a list of attribute names"),
+    "affinity": (
+        lambda v: (
+            isinstance(v, dict)
+            and all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in v.values())
+        ),
+        "an object of attribute → number",
+    ),
+    "cold_items": (lambda v: isinstance(v, list) and all(_is_int(i, 0) for i in v), "item ids"),
+    "max_history": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "seed": (lambda v: v is None or _is_int(v), "an integer or null"),
+    "generator": (lambda v: isinstance(v, dict), "an object"),
+    "id_maps": (_is_str_dict, "an object of kind → file name"),
+    "checksums": (_is_str_dict, "an object of file name → sha256"),
+}
+
+
+def check_fields(data: dict, source: str = METADATA_FILE) -> None:
+    """Checks the types and ranges of `dataset.json`'s fields, and that every file it
+    names lies inside the dataset folder; a `SchemaError` says which field, what was
+    expected and what was received."""
+    for name, (valid, expected) in _FIELDS.items():
+        if name in data and not valid(data[name]):
+            raise SchemaError(
+                f"{source}: expected {name} to be {expected}. Received: {name}={data[name]!r}"
+            )
+    unknown = sorted(set(data.get("user_preferences", ())) - set(data["attributes"]))
+    if unknown:
+        raise SchemaError(
+            f"{source}: expected user_preferences among the attributes "
+            f"{sorted(data['attributes'])}. Received: {unknown}"
+        )
+    files = [("shards", s["file"]) for shards in data["shards"].values() for s in shards]
+    files += [("id_maps", f) for f in data.get("id_maps", {}).values()]
+    files += [("checksums", f) for f in data.get("checksums", {})]
+    for field, file in files:
+        if not is_inside(file):
+            raise SchemaError(
+                f"{source}: expected the files in {field} to be relative paths inside the "
+                f"dataset folder. Received: {file!r}"
+            )
+
+
+def is_inside(file: str) -> bool:
+    """Whether `file`, a path relative to a dataset folder, stays inside it.
+
+    >>> is_inside("items-00000-of-00001.tfrecord.gz"), is_inside("../../x"), is_inside("/x")
+    (True, False, False)
+    """
+    parts = file.replace("\\", "/").split("/")
+    return bool(file) and not os.path.isabs(file) and ".." not in parts and "" not in parts[:-1]

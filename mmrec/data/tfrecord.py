@@ -12,10 +12,13 @@ item or user id is an error that names its record, not a dataset that fails late
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
+import re
 import shutil
+import time
 import uuid
 import wave
 from collections.abc import Iterable, Sequence
@@ -27,6 +30,11 @@ from tqdm.auto import tqdm
 from mmrec.data import schema
 
 _GZIP = tf.io.TFRecordOptions(compression_type="GZIP")
+# Held (flock) by the writer of a `<folder>.partial-*` folder for as long as it writes.
+WRITER_LOCK = ".writer.lock"
+# A partial folder without a lock file is left alone this long: its writer may be
+# between creating the folder and locking it.
+_UNLOCKED_GRACE_S = 600
 
 
 def _int64(values) -> tf.train.Feature:
@@ -195,6 +203,11 @@ class DatasetWriter:
         writer.finish(info)  # a DatasetInfo; writes dataset.json, then renames into place
     ```
 
+    While it writes, the writer holds an exclusive lock (`flock`) on `WRITER_LOCK` in
+    its partial folder. A writer that is killed (SIGKILL, a crash of the machine)
+    cannot clean up; the next writer of the same folder removes its partial folder,
+    whose lock nobody holds any more (`remove_stale_partials`).
+
     Ids are checked at write time: item ids (`item_id`, `target`, `history`) must be
     in [0, num_items) and user ids in [0, num_users), with -1 allowed only as history
     padding. With `num_items` / `num_users` given the first bad record stops the
@@ -230,10 +243,14 @@ class DatasetWriter:
 
     def __enter__(self) -> DatasetWriter:
         os.makedirs(self.tmp)
+        self._lock = open(os.path.join(self.tmp, WRITER_LOCK), "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        remove_stale_partials(self.folder)
         return self
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None or not self._finished:
+            self._lock.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
         return False
 
@@ -335,6 +352,8 @@ class DatasetWriter:
         info.id_maps = dict(self.id_maps)
         info.checksums = {**info.checksums, **self.checksums}
         info.write(self.tmp)
+        os.remove(os.path.join(self.tmp, WRITER_LOCK))  # not part of the dataset
+        self._lock.close()
         if os.path.exists(self.folder):
             old = f"{self.folder}.old-{uuid.uuid4().hex[:8]}"
             os.rename(self.folder, old)
@@ -349,3 +368,42 @@ class DatasetWriter:
         for what, (high, at) in check_ids(example, self.limits, where).items():
             if high > self._largest.get(what, (-1, ""))[0]:
                 self._largest[what] = (high, at)
+
+
+def remove_stale_partials(folder: str) -> list[str]:
+    """Removes what killed writers of `folder` left behind; returns what it removed.
+
+    A `<folder>.partial-*` folder is stale when nobody holds its `WRITER_LOCK` (its
+    writer is gone: the lock dies with the process), or when it has no lock file and
+    is older than ten minutes. A `<folder>.old-*` folder (a writer killed between the
+    two renames of `finish`, the old dataset already replaced) is stale after ten minutes.
+    """
+    parent, name = os.path.split(os.path.abspath(folder))
+    pattern = re.compile(re.escape(name) + r"\.(partial|old)-[0-9a-f]{8}")
+    removed = []
+    for entry in sorted(os.listdir(parent)):
+        path = os.path.join(parent, entry)
+        match = pattern.fullmatch(entry)
+        if not match or not os.path.isdir(path):
+            continue
+        lock = os.path.join(path, WRITER_LOCK)
+        if match.group(1) == "partial" and os.path.exists(lock):
+            stale = not _is_locked(lock)
+        else:
+            stale = time.time() - os.path.getmtime(path) > _UNLOCKED_GRACE_S
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _is_locked(path: str) -> bool:
+    try:
+        with open(path) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False  # closing the file releases the lock
+    except FileNotFoundError:  # its writer just finished
+        return True
