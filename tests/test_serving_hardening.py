@@ -339,7 +339,27 @@ def test_a_failing_poll_shows_in_the_model_status_until_it_works_again(served):
     assert wait_for(lambda: model_status_codes(served)[0][0]["status"]["error_code"] == "OK")
 
 
-# --- 5. TLS from TF Serving's SSLConfig ------------------------------------------------------
+# --- 5. the batch limit per model ------------------------------------------------------------
+
+
+def test_max_batch_size_flag_takes_n_or_model_equals_n(capsys):
+    from mmrec.cli import build_parser
+    from mmrec.cli.serving import server_options
+
+    flags = ["serve", "--max-batch-size", "rec=4", "--max-batch-size", "64"]
+    options = server_options(build_parser().parse_args([*flags, "--max-batch-size", "gen=2"]))
+    assert (options.max_batch_size, options.model_max_batch_size) == (64, {"rec": 4, "gen": 2})
+    assert (options.batch_limit("rec"), options.batch_limit("other")) == (4, 64)
+    assert server_options(build_parser().parse_args(["serve"])).batch_limit("rec") == 256
+    for bad in ("rec=0", "=3", "rec=x"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["serve", "--max-batch-size", bad])
+        assert "expected a positive integer N or MODEL=N" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"model_max_batch_size\['rec'\] to be a positive int"):
+        mmrec.serving.ServerOptions(model_max_batch_size={"rec": 0})
+
+
+# --- 6. TLS from TF Serving's SSLConfig ------------------------------------------------------
 
 
 def certificate(name, issuer_key=None, issuer_name=None, ca=False):

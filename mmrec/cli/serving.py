@@ -14,7 +14,7 @@ from mmrec.cli.generation import (
     check_option,
     condition_options,
 )
-from mmrec.cli.options import id_list, port, positive_int
+from mmrec.cli.options import id_list, model_limit, port, positive_int
 from mmrec.cli.runs import load_model
 from mmrec.errors import UsageError, usage_errors
 from mmrec.models.attributes import label_key
@@ -83,7 +83,13 @@ def _add_serve(commands) -> None:
         help="interface to listen on (0.0.0.0: all)",
     )
     serve.add_argument(
-        "--max-batch-size", type=positive_int, default=256, help="largest batch per request"
+        "--max-batch-size",
+        type=model_limit,
+        action="append",
+        default=None,
+        metavar="[MODEL=]N",
+        help="largest batch per request (default 256); MODEL=N, repeated, sets one "
+        "model's own limit, e.g. --max-batch-size 64 --max-batch-size generator=4",
     )
     serve.add_argument(
         "--max-body-bytes",
@@ -232,19 +238,31 @@ def serve_models(args) -> int:
                 rest_port=args.rest_port,
                 grpc_port=args.grpc_port,
                 host=args.host,
-                max_batch_size=args.max_batch_size,
-                max_body_bytes=args.max_body_bytes,
-                poll_seconds=args.poll_seconds,
-                rest_api_num_threads=args.rest_api_num_threads,
-                rest_api_timeout_ms=args.rest_api_timeout_ms,
-                grpc_max_threads=args.grpc_max_threads,
-                ssl_config_file=args.ssl_config_file,
+                options=server_options(args),
             )
         return server.serve_forever()
     except FileNotFoundError:
         raise
     except OSError as e:  # a port in use, an interface that does not exist
         raise UsageError(f"could not start the server: {e}") from e
+
+
+def server_options(args):
+    """`mmrec serve`'s flat flags → a `ServerOptions`."""
+    from mmrec.serving import ServerOptions
+
+    limits = dict(args.max_batch_size or ())  # the last one given wins, as for any flag
+    default = limits.pop(None, ServerOptions.max_batch_size)
+    return ServerOptions(
+        max_batch_size=default,
+        model_max_batch_size=limits,
+        max_body_bytes=args.max_body_bytes,
+        poll_seconds=args.poll_seconds,
+        rest_api_num_threads=args.rest_api_num_threads,
+        rest_api_timeout_ms=args.rest_api_timeout_ms,
+        grpc_max_threads=args.grpc_max_threads,
+        ssl_config_file=args.ssl_config_file,
+    )
 
 
 def predict_remote(args) -> int:
