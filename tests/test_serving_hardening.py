@@ -7,7 +7,6 @@ serves the same model over TLS.
 """
 
 import concurrent.futures
-import datetime
 import http.client
 import json
 import shutil
@@ -32,6 +31,7 @@ from tensorflow_serving.apis import (
 import mmrec
 from mmrec.export import export_saved_model
 from mmrec.models.recommender import Recommender
+from mmrec.serving.certificates import write_tls_files
 from mmrec.testing import start_server
 
 MAX_BATCH = 8
@@ -362,85 +362,53 @@ def test_max_batch_size_flag_takes_n_or_model_equals_n(capsys):
 # --- 6. TLS from TF Serving's SSLConfig ------------------------------------------------------
 
 
-def certificate(name, issuer_key=None, issuer_name=None, ca=False):
-    """A PEM key and certificate for ``name`` (127.0.0.1 too), signed by the issuer or itself."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name or subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+@pytest.fixture(scope="module")
+def tls_served(exported, tmp_path_factory):
+    """A second server, over TLS, requiring client certificates signed by its test CA."""
+    folder = tmp_path_factory.mktemp("tls")
+    files = write_tls_files(str(folder))
+    process, ready, _, _ = start_server(
+        exported, folder / "server.log", "--ssl-config-file", files.ssl_config
     )
-    if not ca:
-        import ipaddress
+    yield ready, files
+    stop(process)
 
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    cert = builder.sign(issuer_key or key, hashes.SHA256())
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return key, subject, key_pem.decode(), cert.public_bytes(serialization.Encoding.PEM).decode()
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 @pytest.mark.slow
-def test_ssl_config_file_serves_grpc_and_rest_over_tls_with_client_certificates(exported, tmp_path):
-    ca_key, ca_name, _, ca_pem = certificate("mmrec test CA", ca=True)
-    _, _, server_key, server_cert = certificate("localhost", ca_key, ca_name)
-    _, _, client_key, client_cert = certificate("a client", ca_key, ca_name)
-    config = tmp_path / "ssl.config"
-    config.write_text(
-        f"server_key: {json.dumps(server_key)}\nserver_cert: {json.dumps(server_cert)}\n"
-        f"custom_ca: {json.dumps(ca_pem)}\nclient_verify: true\n"
-    )
-    (tmp_path / "client.pem").write_text(client_cert)
-    (tmp_path / "client.key").write_text(client_key)
-    process, ready, _, _ = start_server(
-        exported, tmp_path / "server.log", "--ssl-config-file", config
-    )
-    try:
-        assert ready["tls"] is True
-        host, port = ready["rest"].rsplit(":", 1)
-        context = ssl.create_default_context(cadata=ca_pem)
-        context.load_cert_chain(tmp_path / "client.pem", tmp_path / "client.key")
-        connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
-        connection.request("GET", "/v1/models/rec")
-        response = connection.getresponse()
-        assert response.status == 200 and "model_version_status" in json.loads(response.read())
-        connection.close()
+def test_ssl_config_file_serves_grpc_and_rest_over_tls_with_client_certificates(tls_served):
+    ready, files = tls_served
+    assert ready["tls"] is True
+    host, port = ready["rest"].rsplit(":", 1)
+    context = ssl.create_default_context(cafile=files.ca)
+    context.load_cert_chain(files.client_cert, files.client_key)
+    connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
+    connection.request("GET", "/v1/models/rec")
+    response = connection.getresponse()
+    assert response.status == 200 and "model_version_status" in json.loads(response.read())
+    connection.close()
 
-        no_client_cert = ssl.create_default_context(cadata=ca_pem)
-        with pytest.raises((ssl.SSLError, ConnectionError)):
-            bare = http.client.HTTPSConnection(host, int(port), context=no_client_cert)
-            bare.request("GET", "/v1/models/rec")
-            bare.getresponse()
-        with pytest.raises((http.client.HTTPException, ConnectionError)):
-            plain = http.client.HTTPConnection(host, int(port), timeout=10)
-            plain.request("GET", "/v1/models/rec")
-            plain.getresponse()
+    no_client_cert = ssl.create_default_context(cafile=files.ca)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        bare = http.client.HTTPSConnection(host, int(port), context=no_client_cert)
+        bare.request("GET", "/v1/models/rec")
+        bare.getresponse()
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        plain = http.client.HTTPConnection(host, int(port), timeout=10)
+        plain.request("GET", "/v1/models/rec")
+        plain.getresponse()
 
-        credentials = grpc.ssl_channel_credentials(
-            ca_pem.encode(), client_key.encode(), client_cert.encode()
-        )
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "rec"
-        request.model_spec.signature_name = "recommend"
-        request.inputs["history"].CopyFrom(tf.make_tensor_proto(np.array([[3, 17]], "int32")))
-        with grpc.secure_channel(f"localhost:{ready['grpc'].rsplit(':', 1)[1]}", credentials) as c:
-            response = prediction_service_pb2_grpc.PredictionServiceStub(c).Predict(request)
-        assert tf.make_ndarray(response.outputs["item_ids"]).shape == (1, 10)
-    finally:
-        stop(process)
+    credentials = grpc.ssl_channel_credentials(
+        read(files.ca), read(files.client_key), read(files.client_cert)
+    )
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "rec"
+    request.model_spec.signature_name = "recommend"
+    request.inputs["history"].CopyFrom(tf.make_tensor_proto(np.array([[3, 17]], "int32")))
+    with grpc.secure_channel(f"localhost:{ready['grpc'].rsplit(':', 1)[1]}", credentials) as c:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(c).Predict(request)
+    assert tf.make_ndarray(response.outputs["item_ids"]).shape == (1, 10)
