@@ -29,8 +29,10 @@ from tensorflow_serving.apis import (
 )
 
 import mmrec
+from mmrec.cli import main
 from mmrec.export import export_saved_model
 from mmrec.models.recommender import Recommender
+from mmrec.serving import Client, ServingError
 from mmrec.serving.certificates import write_tls_files
 from mmrec.testing import start_server
 
@@ -412,3 +414,38 @@ def test_ssl_config_file_serves_grpc_and_rest_over_tls_with_client_certificates(
     with grpc.secure_channel(f"localhost:{ready['grpc'].rsplit(':', 1)[1]}", credentials) as c:
         response = prediction_service_pb2_grpc.PredictionServiceStub(c).Predict(request)
     assert tf.make_ndarray(response.outputs["item_ids"]).shape == (1, 10)
+
+
+@pytest.mark.slow
+def test_client_and_mmrec_predict_speak_tls_with_a_client_certificate(tls_served, capsys):
+    ready, files = tls_served
+    tls = {"ssl_ca": files.ca, "ssl_cert": files.client_cert, "ssl_key": files.client_key}
+    history = {"history": [[3, 17, 42]]}
+    with Client(ready["rest"], **tls) as rest, Client(ready["grpc"], "grpc", **tls) as remote:
+        outs = [client.predict("rec", history, "recommend") for client in (rest, remote)]
+        assert rest.status("rec") == remote.status("rec")
+    ids = outs[0]["item_ids"]
+    assert ids.shape == (1, 10)
+    np.testing.assert_array_equal(outs[1]["item_ids"], ids)
+    np.testing.assert_allclose(outs[1]["scores"], outs[0]["scores"], rtol=1e-6)
+
+    # Trusting the CA is not enough: this server requires a client certificate.
+    with Client(ready["rest"], ssl_ca=files.ca) as bare:
+        with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+            bare.status("rec")
+    with Client(ready["grpc"], "grpc", ssl_ca=files.ca) as bare:
+        with pytest.raises(ServingError, match="UNAVAILABLE"):
+            bare.status("rec")
+    with pytest.raises(ValueError, match="ssl_cert and ssl_key together"):
+        Client(ready["rest"], ssl_ca=files.ca, ssl_cert=files.client_cert)
+
+    flags = ["--ssl-ca", files.ca, "--ssl-cert", files.client_cert, "--ssl-key", files.client_key]
+    for protocol in ("rest", "grpc"):
+        args = ["predict", "--server", ready[protocol], "--protocol", protocol, "--model", "rec"]
+        assert main([*args, "--history", "3,17,42", *flags]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        assert [int(line.split()[1]) for line in printed[1:]] == ids[0].tolist()
+        assert main([*args, "--history", "3,17,42"]) == 2  # plain text to a TLS server
+        assert "if the server uses TLS, give --ssl-ca" in capsys.readouterr().err
+    assert main([*args, "--history", "3", "--ssl-ca", "nope.pem"]) == 2
+    assert "readable PEM files" in capsys.readouterr().err

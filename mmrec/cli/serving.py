@@ -6,6 +6,7 @@ import argparse
 import http.client
 import os
 import socket
+import ssl
 import sys
 
 from mmrec.cli.generation import (
@@ -20,7 +21,14 @@ from mmrec.errors import UsageError, usage_errors
 from mmrec.models.attributes import label_key
 
 # A server that is down, unknown or hangs up (gRPC reports these as a ServingError).
-_NETWORK_ERRORS = (ConnectionError, TimeoutError, socket.gaierror, http.client.HTTPException)
+# A TLS handshake that fails (an untrusted certificate, a plain-text server) is an ssl.SSLError.
+_NETWORK_ERRORS = (
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+    ssl.SSLError,
+    http.client.HTTPException,
+)
 
 
 def add_commands(commands) -> None:
@@ -151,6 +159,19 @@ def _add_predict(commands) -> None:
     predict.add_argument("--server", default="localhost:8501", help="host:port")
     predict.add_argument("--model", required=True, help="the served model's name")
     predict.add_argument("--protocol", default="rest", choices=("rest", "grpc"))
+    predict.add_argument(
+        "--ssl-ca",
+        default=None,
+        metavar="FILE",
+        help="TLS: the PEM certificate of the CA that signed the server's (e.g. a private CA); "
+        "a server address https://HOST:PORT uses the system's CAs instead",
+    )
+    predict.add_argument(
+        "--ssl-cert", default=None, metavar="FILE", help="TLS: a PEM client certificate"
+    )
+    predict.add_argument(
+        "--ssl-key", default=None, metavar="FILE", help="TLS: the PEM key of --ssl-cert"
+    )
     predict.add_argument("--version", type=positive_int, default=None)
     predict.add_argument(
         "--history", type=id_list, default=None, metavar="IDS", help="item ids, e.g. 3,17,42"
@@ -269,7 +290,13 @@ def predict_remote(args) -> int:
     from mmrec.serving import Client, ServingError
 
     with usage_errors():
-        client = Client(args.server, protocol=args.protocol)
+        client = Client(
+            args.server,
+            protocol=args.protocol,
+            ssl_ca=args.ssl_ca,
+            ssl_cert=args.ssl_cert,
+            ssl_key=args.ssl_key,
+        )
     try:
         metadata = client.metadata(args.model, args.version)
         signatures = metadata["metadata"]["signature_def"]["signature_def"]
@@ -291,11 +318,20 @@ def predict_remote(args) -> int:
             "--png needs an image generator."
         )
     except ServingError as e:
-        raise UsageError(f"{args.server} answered {e.code}: {e.message}") from e
+        hint = _tls_hint(client) if e.code == "UNAVAILABLE" else ""
+        raise UsageError(f"{args.server} answered {e.code}: {e.message}{hint}") from e
     except _NETWORK_ERRORS as e:
-        raise UsageError(f"could not reach {args.server}: {str(e) or type(e).__name__}") from e
+        message = f"could not reach {args.server}: {str(e) or type(e).__name__}"
+        raise UsageError(message + _tls_hint(client)) from e
     finally:
         client.close()
+
+
+def _tls_hint(client) -> str:
+    # A TLS server hangs up on plain text, which reads like a server that is down.
+    if client.tls:
+        return ""
+    return " (if the server uses TLS, give --ssl-ca FILE, or an https:// address)"
 
 
 def key_list(text: str) -> list[str]:
