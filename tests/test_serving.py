@@ -42,6 +42,7 @@ TINY_ENCODERS = {
 }
 TINY_GAN = {"latent_dim": 8, "generator_filters": (16, 8, 8, 4), "discriminator_filters": (4, 8, 8)}
 MAX_BATCH = 8
+REC_KEYS_MAX_BATCH = 2
 MAX_BODY = 200_000
 
 
@@ -100,8 +101,9 @@ def served(tmp_path_factory):
     process, ready, lines, _ = start_server(
         base,
         root / "server.log",
-        "--max-batch-size",
-        MAX_BATCH,
+        *("--max-batch-size", MAX_BATCH),
+        # Per model: rec_keys takes fewer rows than the others; "nope" is not served.
+        *("--max-batch-size", f"rec_keys={REC_KEYS_MAX_BATCH}", "--max-batch-size", "nope=1"),
         "--max-body-bytes",
         MAX_BODY,
         "--poll-seconds",
@@ -387,6 +389,24 @@ def test_bad_rest_requests_get_4xx_and_the_server_keeps_serving(served, case):
     assert status == expected_status, payload
     assert set(payload) == {"error"} and words in payload["error"], payload
     assert_serves_correct_answers(served)
+
+
+def test_max_batch_size_per_model_overrides_the_server_wide_one(served):
+    rows = REC_KEYS_MAX_BATCH + 1
+    histories = [[3, 17, 42]] * rows
+    with Client(served.rest) as rest, Client(served.grpc, protocol="grpc") as remote:
+        for client in (rest, remote):
+            with pytest.raises(ServingError) as error:
+                client.predict("rec_keys", {"history": histories}, "recommend")
+            assert error.value.code == "INVALID_ARGUMENT"
+            assert f"batch size {rows}, over" in error.value.message
+            assert f"maximum batch size {REC_KEYS_MAX_BATCH}" in error.value.message
+            limit = client.predict("rec_keys", {"history": histories[:-1]}, "recommend")
+            assert limit["item_ids"].shape == (REC_KEYS_MAX_BATCH, 10)
+            # The other models keep the server-wide limit.
+            ids = client.predict("rec", {"history": histories}, "recommend")["item_ids"]
+            np.testing.assert_array_equal(ids, expected_recommendations(served, histories)[0])
+    served.wait_for_line("--max-batch-size names model(s) ['nope'] that are not served")
 
 
 def test_unknown_model_status_is_404(served):

@@ -7,7 +7,6 @@ serves the same model over TLS.
 """
 
 import concurrent.futures
-import datetime
 import http.client
 import json
 import shutil
@@ -30,8 +29,11 @@ from tensorflow_serving.apis import (
 )
 
 import mmrec
+from mmrec.cli import main
 from mmrec.export import export_saved_model
 from mmrec.models.recommender import Recommender
+from mmrec.serving import Client, ServingError
+from mmrec.serving.certificates import write_tls_files
 from mmrec.testing import start_server
 
 MAX_BATCH = 8
@@ -339,88 +341,111 @@ def test_a_failing_poll_shows_in_the_model_status_until_it_works_again(served):
     assert wait_for(lambda: model_status_codes(served)[0][0]["status"]["error_code"] == "OK")
 
 
-# --- 5. TLS from TF Serving's SSLConfig ------------------------------------------------------
+# --- 5. the batch limit per model ------------------------------------------------------------
 
 
-def certificate(name, issuer_key=None, issuer_name=None, ca=False):
-    """A PEM key and certificate for ``name`` (127.0.0.1 too), signed by the issuer or itself."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+def test_max_batch_size_flag_takes_n_or_model_equals_n(capsys):
+    from mmrec.cli import build_parser
+    from mmrec.cli.serving import server_options
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name or subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    flags = ["serve", "--max-batch-size", "rec=4", "--max-batch-size", "64"]
+    options = server_options(build_parser().parse_args([*flags, "--max-batch-size", "gen=2"]))
+    assert (options.max_batch_size, options.model_max_batch_size) == (64, {"rec": 4, "gen": 2})
+    assert (options.batch_limit("rec"), options.batch_limit("other")) == (4, 64)
+    assert server_options(build_parser().parse_args(["serve"])).batch_limit("rec") == 256
+    for bad in ("rec=0", "=3", "rec=x"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["serve", "--max-batch-size", bad])
+        assert "expected a positive integer N or MODEL=N" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"model_max_batch_size\['rec'\] to be a positive int"):
+        mmrec.serving.ServerOptions(model_max_batch_size={"rec": 0})
+
+
+# --- 6. TLS from TF Serving's SSLConfig ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_served(exported, tmp_path_factory):
+    """A second server, over TLS, requiring client certificates signed by its test CA."""
+    folder = tmp_path_factory.mktemp("tls")
+    files = write_tls_files(str(folder))
+    process, ready, _, _ = start_server(
+        exported, folder / "server.log", "--ssl-config-file", files.ssl_config
     )
-    if not ca:
-        import ipaddress
+    yield ready, files
+    stop(process)
 
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    cert = builder.sign(issuer_key or key, hashes.SHA256())
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return key, subject, key_pem.decode(), cert.public_bytes(serialization.Encoding.PEM).decode()
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 @pytest.mark.slow
-def test_ssl_config_file_serves_grpc_and_rest_over_tls_with_client_certificates(exported, tmp_path):
-    ca_key, ca_name, _, ca_pem = certificate("mmrec test CA", ca=True)
-    _, _, server_key, server_cert = certificate("localhost", ca_key, ca_name)
-    _, _, client_key, client_cert = certificate("a client", ca_key, ca_name)
-    config = tmp_path / "ssl.config"
-    config.write_text(
-        f"server_key: {json.dumps(server_key)}\nserver_cert: {json.dumps(server_cert)}\n"
-        f"custom_ca: {json.dumps(ca_pem)}\nclient_verify: true\n"
-    )
-    (tmp_path / "client.pem").write_text(client_cert)
-    (tmp_path / "client.key").write_text(client_key)
-    process, ready, _, _ = start_server(
-        exported, tmp_path / "server.log", "--ssl-config-file", config
-    )
-    try:
-        assert ready["tls"] is True
-        host, port = ready["rest"].rsplit(":", 1)
-        context = ssl.create_default_context(cadata=ca_pem)
-        context.load_cert_chain(tmp_path / "client.pem", tmp_path / "client.key")
-        connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
-        connection.request("GET", "/v1/models/rec")
-        response = connection.getresponse()
-        assert response.status == 200 and "model_version_status" in json.loads(response.read())
-        connection.close()
+def test_ssl_config_file_serves_grpc_and_rest_over_tls_with_client_certificates(tls_served):
+    ready, files = tls_served
+    assert ready["tls"] is True
+    host, port = ready["rest"].rsplit(":", 1)
+    context = ssl.create_default_context(cafile=files.ca)
+    context.load_cert_chain(files.client_cert, files.client_key)
+    connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
+    connection.request("GET", "/v1/models/rec")
+    response = connection.getresponse()
+    assert response.status == 200 and "model_version_status" in json.loads(response.read())
+    connection.close()
 
-        no_client_cert = ssl.create_default_context(cadata=ca_pem)
-        with pytest.raises((ssl.SSLError, ConnectionError)):
-            bare = http.client.HTTPSConnection(host, int(port), context=no_client_cert)
-            bare.request("GET", "/v1/models/rec")
-            bare.getresponse()
-        with pytest.raises((http.client.HTTPException, ConnectionError)):
-            plain = http.client.HTTPConnection(host, int(port), timeout=10)
-            plain.request("GET", "/v1/models/rec")
-            plain.getresponse()
+    no_client_cert = ssl.create_default_context(cafile=files.ca)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        bare = http.client.HTTPSConnection(host, int(port), context=no_client_cert)
+        bare.request("GET", "/v1/models/rec")
+        bare.getresponse()
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        plain = http.client.HTTPConnection(host, int(port), timeout=10)
+        plain.request("GET", "/v1/models/rec")
+        plain.getresponse()
 
-        credentials = grpc.ssl_channel_credentials(
-            ca_pem.encode(), client_key.encode(), client_cert.encode()
-        )
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "rec"
-        request.model_spec.signature_name = "recommend"
-        request.inputs["history"].CopyFrom(tf.make_tensor_proto(np.array([[3, 17]], "int32")))
-        with grpc.secure_channel(f"localhost:{ready['grpc'].rsplit(':', 1)[1]}", credentials) as c:
-            response = prediction_service_pb2_grpc.PredictionServiceStub(c).Predict(request)
-        assert tf.make_ndarray(response.outputs["item_ids"]).shape == (1, 10)
-    finally:
-        stop(process)
+    credentials = grpc.ssl_channel_credentials(
+        read(files.ca), read(files.client_key), read(files.client_cert)
+    )
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "rec"
+    request.model_spec.signature_name = "recommend"
+    request.inputs["history"].CopyFrom(tf.make_tensor_proto(np.array([[3, 17]], "int32")))
+    with grpc.secure_channel(f"localhost:{ready['grpc'].rsplit(':', 1)[1]}", credentials) as c:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(c).Predict(request)
+    assert tf.make_ndarray(response.outputs["item_ids"]).shape == (1, 10)
+
+
+@pytest.mark.slow
+def test_client_and_mmrec_predict_speak_tls_with_a_client_certificate(tls_served, capsys):
+    ready, files = tls_served
+    tls = {"ssl_ca": files.ca, "ssl_cert": files.client_cert, "ssl_key": files.client_key}
+    history = {"history": [[3, 17, 42]]}
+    with Client(ready["rest"], **tls) as rest, Client(ready["grpc"], "grpc", **tls) as remote:
+        outs = [client.predict("rec", history, "recommend") for client in (rest, remote)]
+        assert rest.status("rec") == remote.status("rec")
+    ids = outs[0]["item_ids"]
+    assert ids.shape == (1, 10)
+    np.testing.assert_array_equal(outs[1]["item_ids"], ids)
+    np.testing.assert_allclose(outs[1]["scores"], outs[0]["scores"], rtol=1e-6)
+
+    # Trusting the CA is not enough: this server requires a client certificate.
+    with Client(ready["rest"], ssl_ca=files.ca) as bare:
+        with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+            bare.status("rec")
+    with Client(ready["grpc"], "grpc", ssl_ca=files.ca) as bare:
+        with pytest.raises(ServingError, match="UNAVAILABLE"):
+            bare.status("rec")
+    with pytest.raises(ValueError, match="ssl_cert and ssl_key together"):
+        Client(ready["rest"], ssl_ca=files.ca, ssl_cert=files.client_cert)
+
+    flags = ["--ssl-ca", files.ca, "--ssl-cert", files.client_cert, "--ssl-key", files.client_key]
+    for protocol in ("rest", "grpc"):
+        args = ["predict", "--server", ready[protocol], "--protocol", protocol, "--model", "rec"]
+        assert main([*args, "--history", "3,17,42", *flags]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        assert [int(line.split()[1]) for line in printed[1:]] == ids[0].tolist()
+        assert main([*args, "--history", "3,17,42"]) == 2  # plain text to a TLS server
+        assert "if the server uses TLS, give --ssl-ca" in capsys.readouterr().err
+    assert main([*args, "--history", "3", "--ssl-ca", "nope.pem"]) == 2
+    assert "readable PEM files" in capsys.readouterr().err

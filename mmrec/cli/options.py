@@ -40,3 +40,13 @@ def id_list(text: str) -> list[int]:
             f"expected comma-separated ids, e.g. 3,17,42, received {text!r}"
         )
     return ids
+
+
+def model_limit(text: str) -> tuple[str | None, int]:
+    """``--max-batch-size 64`` or ``--max-batch-size rec=8``: ``(model name or None, N >= 1)``."""
+    name, equals, value = (part.strip() for part in text.rpartition("="))
+    if not (value.isascii() and value.isdigit() and int(value) >= 1) or (equals and not name):
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer N or MODEL=N (e.g. rec=8), received {text!r}"
+        )
+    return name or None, int(value)

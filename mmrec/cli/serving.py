@@ -6,6 +6,7 @@ import argparse
 import http.client
 import os
 import socket
+import ssl
 import sys
 
 from mmrec.cli.generation import (
@@ -14,13 +15,20 @@ from mmrec.cli.generation import (
     check_option,
     condition_options,
 )
-from mmrec.cli.options import id_list, port, positive_int
+from mmrec.cli.options import id_list, model_limit, port, positive_int
 from mmrec.cli.runs import load_model
 from mmrec.errors import UsageError, usage_errors
 from mmrec.models.attributes import label_key
 
 # A server that is down, unknown or hangs up (gRPC reports these as a ServingError).
-_NETWORK_ERRORS = (ConnectionError, TimeoutError, socket.gaierror, http.client.HTTPException)
+# A TLS handshake that fails (an untrusted certificate, a plain-text server) is an ssl.SSLError.
+_NETWORK_ERRORS = (
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+    ssl.SSLError,
+    http.client.HTTPException,
+)
 
 
 def add_commands(commands) -> None:
@@ -83,7 +91,13 @@ def _add_serve(commands) -> None:
         help="interface to listen on (0.0.0.0: all)",
     )
     serve.add_argument(
-        "--max-batch-size", type=positive_int, default=256, help="largest batch per request"
+        "--max-batch-size",
+        type=model_limit,
+        action="append",
+        default=None,
+        metavar="[MODEL=]N",
+        help="largest batch per request (default 256); MODEL=N, repeated, sets one "
+        "model's own limit, e.g. --max-batch-size 64 --max-batch-size generator=4",
     )
     serve.add_argument(
         "--max-body-bytes",
@@ -145,6 +159,19 @@ def _add_predict(commands) -> None:
     predict.add_argument("--server", default="localhost:8501", help="host:port")
     predict.add_argument("--model", required=True, help="the served model's name")
     predict.add_argument("--protocol", default="rest", choices=("rest", "grpc"))
+    predict.add_argument(
+        "--ssl-ca",
+        default=None,
+        metavar="FILE",
+        help="TLS: the PEM certificate of the CA that signed the server's (e.g. a private CA); "
+        "a server address https://HOST:PORT uses the system's CAs instead",
+    )
+    predict.add_argument(
+        "--ssl-cert", default=None, metavar="FILE", help="TLS: a PEM client certificate"
+    )
+    predict.add_argument(
+        "--ssl-key", default=None, metavar="FILE", help="TLS: the PEM key of --ssl-cert"
+    )
     predict.add_argument("--version", type=positive_int, default=None)
     predict.add_argument(
         "--history", type=id_list, default=None, metavar="IDS", help="item ids, e.g. 3,17,42"
@@ -232,13 +259,7 @@ def serve_models(args) -> int:
                 rest_port=args.rest_port,
                 grpc_port=args.grpc_port,
                 host=args.host,
-                max_batch_size=args.max_batch_size,
-                max_body_bytes=args.max_body_bytes,
-                poll_seconds=args.poll_seconds,
-                rest_api_num_threads=args.rest_api_num_threads,
-                rest_api_timeout_ms=args.rest_api_timeout_ms,
-                grpc_max_threads=args.grpc_max_threads,
-                ssl_config_file=args.ssl_config_file,
+                options=server_options(args),
             )
         return server.serve_forever()
     except FileNotFoundError:
@@ -247,11 +268,35 @@ def serve_models(args) -> int:
         raise UsageError(f"could not start the server: {e}") from e
 
 
+def server_options(args):
+    """`mmrec serve`'s flat flags → a `ServerOptions`."""
+    from mmrec.serving import ServerOptions
+
+    limits = dict(args.max_batch_size or ())  # the last one given wins, as for any flag
+    default = limits.pop(None, ServerOptions.max_batch_size)
+    return ServerOptions(
+        max_batch_size=default,
+        model_max_batch_size=limits,
+        max_body_bytes=args.max_body_bytes,
+        poll_seconds=args.poll_seconds,
+        rest_api_num_threads=args.rest_api_num_threads,
+        rest_api_timeout_ms=args.rest_api_timeout_ms,
+        grpc_max_threads=args.grpc_max_threads,
+        ssl_config_file=args.ssl_config_file,
+    )
+
+
 def predict_remote(args) -> int:
     from mmrec.serving import Client, ServingError
 
     with usage_errors():
-        client = Client(args.server, protocol=args.protocol)
+        client = Client(
+            args.server,
+            protocol=args.protocol,
+            ssl_ca=args.ssl_ca,
+            ssl_cert=args.ssl_cert,
+            ssl_key=args.ssl_key,
+        )
     try:
         metadata = client.metadata(args.model, args.version)
         signatures = metadata["metadata"]["signature_def"]["signature_def"]
@@ -273,11 +318,20 @@ def predict_remote(args) -> int:
             "--png needs an image generator."
         )
     except ServingError as e:
-        raise UsageError(f"{args.server} answered {e.code}: {e.message}") from e
+        hint = _tls_hint(client) if e.code == "UNAVAILABLE" else ""
+        raise UsageError(f"{args.server} answered {e.code}: {e.message}{hint}") from e
     except _NETWORK_ERRORS as e:
-        raise UsageError(f"could not reach {args.server}: {str(e) or type(e).__name__}") from e
+        message = f"could not reach {args.server}: {str(e) or type(e).__name__}"
+        raise UsageError(message + _tls_hint(client)) from e
     finally:
         client.close()
+
+
+def _tls_hint(client) -> str:
+    # A TLS server hangs up on plain text, which reads like a server that is down.
+    if client.tls:
+        return ""
+    return " (if the server uses TLS, give --ssl-ca FILE, or an https:// address)"
 
 
 def key_list(text: str) -> list[str]:

@@ -10,7 +10,8 @@ and the ``tensorflow-serving-api`` protos — no mmrec model code. See
 
 from mmrec.serving.client import Client
 from mmrec.serving.errors import ServingError
+from mmrec.serving.options import ServerOptions
 from mmrec.serving.servables import ModelManager, Servable
 from mmrec.serving.server import ModelServer
 
-__all__ = ["Client", "ModelManager", "ModelServer", "Servable", "ServingError"]
+__all__ = ["Client", "ModelManager", "ModelServer", "Servable", "ServerOptions", "ServingError"]

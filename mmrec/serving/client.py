@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import ssl
 import threading
 
 import numpy as np
@@ -33,9 +34,14 @@ class Client:
     """A TF Serving client for REST or gRPC.
 
     Args:
-        address: ``"host:port"`` (or ``"http://host:port"`` for REST).
+        address: ``"host:port"`` (or ``"http://host:port"``; ``"https://host:port"``
+            for TLS with the system's trusted CAs).
         protocol: ``"rest"`` or ``"grpc"``.
         timeout: seconds per call.
+        ssl_ca: a PEM file of the CA that signed the server's certificate (e.g. a
+            private CA); giving it, or a client certificate, turns TLS on.
+        ssl_cert, ssl_key: PEM files of a client certificate and its key, for a
+            server that requires one (``client_verify: true`` in its SSLConfig).
 
     Example:
 
@@ -45,12 +51,30 @@ class Client:
     out["item_ids"]                                    # int32 [1, k]
     out["item_keys"]                                   # bytes [1, k] (models with item keys)
     client.status("rec")["model_version_status"][0]["version"]
+
+    # A TLS server (mmrec serve --ssl-config-file) with a private CA and client certificates
+    client = Client("localhost:8500", "grpc", ssl_ca="ca.pem",
+                    ssl_cert="client.pem", ssl_key="client.key")
     ```
     """
 
-    def __init__(self, address="localhost:8501", protocol="rest", timeout=30.0):
+    def __init__(
+        self,
+        address="localhost:8501",
+        protocol="rest",
+        timeout=30.0,
+        ssl_ca=None,
+        ssl_cert=None,
+        ssl_key=None,
+    ):
         if protocol not in PROTOCOLS:
             raise ValueError(f"Expected protocol in {PROTOCOLS}. Received: protocol={protocol!r}")
+        if (ssl_cert is None) != (ssl_key is None):
+            raise ValueError(
+                "Expected ssl_cert and ssl_key together (a client certificate and its key). "
+                f"Received: ssl_cert={ssl_cert!r}, ssl_key={ssl_key!r}"
+            )
+        self.tls = address.startswith("https://") or any((ssl_ca, ssl_cert))
         address = address.split("://", 1)[-1].rstrip("/")
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
@@ -62,6 +86,9 @@ class Client:
         self._local = threading.local()
         self._signatures = {}
         self._channel = None
+        self._ssl_context = None
+        if self.tls and protocol == "rest":
+            self._ssl_context = _ssl_context(ssl_ca, ssl_cert, ssl_key)
         if protocol == "grpc":
             import grpc
             from tensorflow_serving.apis import (
@@ -73,7 +100,11 @@ class Client:
                 ("grpc.max_receive_message_length", 256 << 20),
                 ("grpc.max_send_message_length", 256 << 20),
             ]
-            self._channel = grpc.insecure_channel(address, options=options)
+            if self.tls:
+                credentials = _grpc_credentials(ssl_ca, ssl_cert, ssl_key)
+                self._channel = grpc.secure_channel(address, credentials, options=options)
+            else:
+                self._channel = grpc.insecure_channel(address, options=options)
             self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
             self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
@@ -196,9 +227,14 @@ class Client:
         for attempt in range(2):
             connection = getattr(self._local, "connection", None)
             if connection is None:
-                connection = http.client.HTTPConnection(
-                    self._host, self._port, timeout=self.timeout
-                )
+                if self._ssl_context is None:
+                    connection = http.client.HTTPConnection(
+                        self._host, self._port, timeout=self.timeout
+                    )
+                else:
+                    connection = http.client.HTTPSConnection(
+                        self._host, self._port, timeout=self.timeout, context=self._ssl_context
+                    )
                 self._local.connection = connection
             try:
                 connection.request(method, path, body=body, headers=headers)
@@ -268,6 +304,40 @@ class Client:
             request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
         response = self._call(self._prediction.Predict, request)
         return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
+
+
+def _ssl_context(ca, cert, key):
+    """A client-side `ssl.SSLContext`: trusts ``ca`` (or the system's CAs), shows ``cert``."""
+    try:
+        context = ssl.create_default_context(cafile=ca)
+        if cert is not None:
+            context.load_cert_chain(cert, key)
+    except OSError as e:  # a missing file, or one that is not PEM (ssl.SSLError)
+        raise ValueError(_unreadable(ca, cert, key, e)) from e
+    return context
+
+
+def _grpc_credentials(ca, cert, key):
+    """`grpc.ChannelCredentials` from PEM files (None: the system's CAs, no client certificate)."""
+    import grpc
+
+    def read(path):
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise ValueError(_unreadable(ca, cert, key, e)) from e
+
+    return grpc.ssl_channel_credentials(read(ca), read(key), read(cert))
+
+
+def _unreadable(ca, cert, key, error):
+    return (
+        "Expected ssl_ca, ssl_cert and ssl_key to be readable PEM files. "
+        f"Received: ssl_ca={ca!r}, ssl_cert={cert!r}, ssl_key={key!r} ({error})"
+    )
 
 
 def _grpc_code_name(number):

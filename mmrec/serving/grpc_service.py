@@ -53,11 +53,10 @@ def _guarded(method):
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``Predict`` and ``GetModelMetadata`` over a `ModelManager`."""
 
-    def __init__(self, manager, in_flight, max_batch_size=None, max_message_bytes=None):
+    def __init__(self, manager, in_flight, options):
         self.manager = manager
         self.in_flight = in_flight
-        self.max_batch_size = max_batch_size
-        self.max_message_bytes = max_message_bytes
+        self.options = options
 
     @_guarded
     def Predict(self, request, context):
@@ -65,12 +64,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         signature_name = request.model_spec.signature_name or "serving_default"
         # A TensorProto's shape may claim far more values than it carries (a fill):
         # checked before decoding, so that a small request cannot allocate gigabytes.
+        batch_limit = self.options.batch_limit(servable.name)
+        max_bytes = self.options.max_body_bytes
         inputs = {
-            key: tensor_protos.to_array(key, proto, self.max_batch_size, self.max_message_bytes)
+            key: tensor_protos.to_array(key, proto, batch_limit, max_bytes)
             for key, proto in request.inputs.items()
         }
         outputs = servable.predict(
-            signature_name, inputs, self.max_batch_size, tuple(request.output_filter)
+            signature_name, inputs, batch_limit, tuple(request.output_filter)
         )
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
@@ -121,28 +122,23 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def grpc_server(
-    manager,
-    in_flight,
-    address,
-    max_batch_size=None,
-    max_message_bytes=16 << 20,
-    workers=8,
-    credentials=None,
-):
+def grpc_server(manager, in_flight, address, options, credentials=None):
     """A `grpc.Server` (not started yet) bound to ``address``; returns ``(server, port)``.
 
-    ``workers`` threads run the calls (more calls wait their turn); ``credentials``
+    ``options`` (`ServerOptions`) sets the limits and ``grpc_max_threads``, the
+    threads that run the calls (more calls wait their turn); ``credentials``
     (`grpc.ServerCredentials`) serve TLS instead of plain text.
     """
-    options = [
+    max_message_bytes = options.max_body_bytes
+    channel_options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max(max_message_bytes, 64 << 20)),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+    workers = futures.ThreadPoolExecutor(max_workers=options.grpc_max_threads)
+    server = grpc.server(workers, options=channel_options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager, in_flight, max_batch_size, max_message_bytes), server
+        PredictionService(manager, in_flight, options), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(manager, in_flight), server

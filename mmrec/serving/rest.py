@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import queue
 import re
 import socket
@@ -37,6 +36,7 @@ from google.protobuf import json_format
 
 from mmrec.serving import rest_json
 from mmrec.serving.errors import ServingError, log_internal_error, not_found
+from mmrec.serving.options import ServerOptions
 
 # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
 _NUMBER = re.compile(r"^[0-9]+$")
@@ -92,18 +92,13 @@ class InFlight:
             return self._idle.wait_for(lambda: self._count == 0, timeout)
 
 
-def default_num_threads():
-    """TF Serving's default for its REST and gRPC thread pools: 4 per CPU."""
-    return 4 * (os.cpu_count() or 1)
-
-
 class RestServer(http.server.HTTPServer):
     """The HTTP server; ``manager`` is a `ModelManager`.
 
     Args:
-        num_threads: handler threads (connections beyond them wait their turn).
-        timeout_seconds: longest wait for a request's bytes, and for an idle
-            keep-alive client's next request.
+        options: a `ServerOptions`: limits, ``rest_api_num_threads`` handler threads
+            (connections beyond them wait their turn), ``rest_api_timeout_ms`` (the
+            longest wait for a request's bytes and for an idle keep-alive client).
         ssl_context: a server-side `ssl.SSLContext` to serve HTTPS, or None.
     """
 
@@ -112,23 +107,13 @@ class RestServer(http.server.HTTPServer):
     # few dozen clients connect at once; the kernel caps it at net.core.somaxconn.
     request_queue_size = 1024
 
-    def __init__(
-        self,
-        address,
-        manager,
-        max_batch_size=None,
-        max_body_bytes=16 << 20,
-        in_flight=None,
-        num_threads=None,
-        timeout_seconds=30.0,
-        ssl_context=None,
-    ):
+    def __init__(self, address, manager, options=None, in_flight=None, ssl_context=None):
         super().__init__(address, _Handler)
         self.manager = manager
-        self.max_batch_size = max_batch_size
-        self.max_body_bytes = max_body_bytes
+        self.options = options or ServerOptions()
+        self.max_body_bytes = self.options.max_body_bytes
+        self.timeout_seconds = self.options.rest_api_timeout_ms / 1000
         self.in_flight = in_flight or InFlight()
-        self.timeout_seconds = timeout_seconds
         self.ssl_context = ssl_context
         self._connections = queue.SimpleQueue()
         self._deadlines = {}  # handler → when its request's head must have arrived
@@ -141,7 +126,7 @@ class RestServer(http.server.HTTPServer):
         # not keep the process alive after a graceful stop.
         self._workers = [
             threading.Thread(target=self._work, name=f"mmrec-rest-{i}", daemon=True)
-            for i in range(num_threads or default_num_threads())
+            for i in range(self.options.rest_api_num_threads)
         ]
         for worker in self._workers:
             worker.start()
@@ -401,5 +386,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         signature_name, payload, row_format = rest_json.parse_request(body)
         specs = servable.inputs(signature_name)
         inputs = rest_json.request_inputs(payload, row_format, specs)
-        outputs = servable.predict(signature_name, inputs, self.server.max_batch_size)
+        batch_limit = self.server.options.batch_limit(servable.name)
+        outputs = servable.predict(signature_name, inputs, batch_limit)
         return 200, rest_json.response_body(outputs, row_format)

@@ -129,7 +129,8 @@ class Servable:
             if max_batch_size and value.ndim and value.shape[0] > max_batch_size:
                 raise invalid(
                     f"Input '{key}' has batch size {value.shape[0]}, over this server's maximum "
-                    f"batch size {max_batch_size} (--max-batch-size); split the request."
+                    f"batch size {max_batch_size} for model '{self.name}' (--max-batch-size); "
+                    "split the request."
                 )
 
     def predict(self, signature_name, inputs, max_batch_size=None, output_filter=()):

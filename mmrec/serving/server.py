@@ -16,7 +16,8 @@ import sys
 import threading
 
 from mmrec.serving.grpc_service import grpc_server
-from mmrec.serving.rest import InFlight, RestServer, default_num_threads
+from mmrec.serving.options import ServerOptions
+from mmrec.serving.rest import InFlight, RestServer
 from mmrec.serving.servables import ModelManager
 from mmrec.serving.tls import SSLConfig
 
@@ -34,14 +35,8 @@ class ModelServer:
         rest_port: REST port (0: any free port).
         grpc_port: gRPC port (0: any free port).
         host: the interface to listen on (``"0.0.0.0"`` for every interface).
-        max_batch_size: largest batch (first dimension of any input) a request may carry.
-        max_body_bytes: largest REST body / gRPC message accepted (413 / RESOURCE_EXHAUSTED).
-        poll_seconds: how often the folders are checked for new versions.
-        rest_api_num_threads: REST handler threads (TF Serving's flag; default 4 per CPU).
-        rest_api_timeout_ms: longest wait for a REST request's head, then for its body,
-            and for an idle keep-alive client (TF Serving's flag and default, 30 s).
-        grpc_max_threads: gRPC threads (TF Serving's flag; default 4 per CPU).
-        ssl_config_file: TF Serving's ``SSLConfig`` text proto: serve gRPC and REST over TLS.
+        options: a `ServerOptions` (limits such as the batch size per model, threads,
+            timeouts, TLS); None for its defaults.
 
     Example:
 
@@ -50,6 +45,9 @@ class ModelServer:
     server.start()            # loads the models, then serves in background threads
     print(server.rest_port)
     server.stop()
+
+    options = ServerOptions(max_batch_size=64, model_max_batch_size={"generator": 4})
+    ModelServer("savedmodels", options=options)
     ```
     """
 
@@ -60,35 +58,20 @@ class ModelServer:
         rest_port=8501,
         grpc_port=8500,
         host="127.0.0.1",
-        max_batch_size=256,
-        max_body_bytes=16 << 20,
-        poll_seconds=1.0,
-        rest_api_num_threads=None,
-        rest_api_timeout_ms=30_000,
-        grpc_max_threads=None,
-        ssl_config_file=None,
+        options=None,
     ):
-        rest_api_num_threads = rest_api_num_threads or default_num_threads()
-        grpc_max_threads = grpc_max_threads or default_num_threads()
-        for name, value in (
-            ("max_batch_size", max_batch_size),
-            ("max_body_bytes", max_body_bytes),
-            ("rest_api_num_threads", rest_api_num_threads),
-            ("rest_api_timeout_ms", rest_api_timeout_ms),
-            ("grpc_max_threads", grpc_max_threads),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"Expected {name} to be a positive int. Received: {value!r}")
-        if not poll_seconds > 0:
-            raise ValueError(f"Expected poll_seconds > 0. Received: {poll_seconds!r}")
-        self.manager = ModelManager(model_base_path, model_config_file, poll_seconds, log=_log)
+        options = options or ServerOptions()
+        if not isinstance(options, ServerOptions):
+            raise ValueError(
+                f"Expected options to be a ServerOptions or None. Received: {options!r}"
+            )
+        self.options = options
+        self.manager = ModelManager(
+            model_base_path, model_config_file, options.poll_seconds, log=_log
+        )
         self.host = host
-        self.max_batch_size = max_batch_size
-        self.max_body_bytes = max_body_bytes
-        self.rest_api_num_threads = rest_api_num_threads
-        self.rest_api_timeout_ms = rest_api_timeout_ms
-        self.grpc_max_threads = grpc_max_threads
         # Read now: a wrong file fails before the ports are bound and the models loaded.
+        ssl_config_file = options.ssl_config_file
         self.ssl_config = SSLConfig.from_file(ssl_config_file) if ssl_config_file else None
         self._requested_ports = (rest_port, grpc_port)
         self.rest_port = None
@@ -106,11 +89,8 @@ class ModelServer:
         self._rest = RestServer(
             (self.host, rest_port),
             self.manager,
-            self.max_batch_size,
-            self.max_body_bytes,
+            self.options,
             self._in_flight,
-            num_threads=self.rest_api_num_threads,
-            timeout_seconds=self.rest_api_timeout_ms / 1000,
             ssl_context=self.ssl_config.ssl_context() if self.ssl_config else None,
         )
         self.rest_port = self._rest.server_address[1]
@@ -118,9 +98,7 @@ class ModelServer:
             self.manager,
             self._in_flight,
             f"{self.host}:{grpc_port}",
-            self.max_batch_size,
-            self.max_body_bytes,
-            workers=self.grpc_max_threads,
+            self.options,
             credentials=self.ssl_config.grpc_credentials() if self.ssl_config else None,
         )
         self.manager.start()
@@ -130,6 +108,12 @@ class ModelServer:
         self._rest_thread.start()
         self._grpc.start()
         models = {name: self.manager.get(name).version for name in self.manager.names()}
+        unserved = sorted(set(self.options.model_max_batch_size) - set(models))
+        if unserved:  # most likely a typo; a model that appears later gets its limit then
+            _log(
+                f"mmrec serve: --max-batch-size names model(s) {unserved} that are not served; "
+                f"served: {sorted(models)}"
+            )
         ready = {
             "rest": f"{self.host}:{self.rest_port}",
             "grpc": f"{self.host}:{self.grpc_port}",
