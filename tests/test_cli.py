@@ -286,7 +286,7 @@ class FakeClient:
 
     requests = []
 
-    def __init__(self, address, protocol="rest"):
+    def __init__(self, address, protocol="rest", **tls):
         self.address = address
 
     def metadata(self, model, version=None):
