@@ -11,7 +11,9 @@ it is generated on the fly (random 32×32 images, random descriptions), so that
 the catalogue is never held in memory and the numbers show the model. The item
 table ([N, D], what the user tower reads histories from and what retrieval
 ranks) is refreshed at every epoch's start: its cost, which does grow with N,
-is reported apart (``refresh_seconds``, once per epoch).
+is reported apart (``refresh_seconds``, once per epoch). The refresh reads the
+catalogue in batches of ``--catalogue-batch`` items (1,024, `refresh_item_embeddings`'
+default) at every size, so that its working memory is the same at every size.
 
 Each size runs in a fresh process (peak resident memory is per process).
 Writes ``{"rows": [{"items": N, "seconds_per_step": s, "peak_rss_gib": m,
@@ -38,7 +40,9 @@ WORDS = "red green blue yellow star heart circle square big small dotted striped
 TARGET_RATIO = 1.2
 
 
-def one_size(num_items, batch_size, history, steps, negatives, history_items, seed=0) -> dict:
+def one_size(
+    num_items, batch_size, history, steps, negatives, history_items, catalogue_batch, seed=0
+) -> dict:
     import keras
     import numpy as np
     import tensorflow as tf
@@ -87,10 +91,13 @@ def one_size(num_items, batch_size, history, steps, negatives, history_items, se
         return out
 
     train = tf.data.Dataset.range(steps).map(batch).prefetch(2)
-    catalogue = tf.data.Dataset.range(0, num_items, 4096).map(
+    # Batches of the same size at every N (the last one smaller), so that the refresh's
+    # working memory -- one batch through the tower -- is the same at every size.
+    catalogue = tf.data.Dataset.range(0, num_items, catalogue_batch).map(
         lambda start: content(
             tf.range(
-                tf.cast(start, tf.int32), tf.minimum(tf.cast(start, tf.int32) + 4096, num_items)
+                tf.cast(start, tf.int32),
+                tf.minimum(tf.cast(start, tf.int32) + catalogue_batch, num_items),
             )
         )
     )
@@ -142,19 +149,29 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--history-items", type=int, default=512, help="history items through the tower per step"
     )
+    parser.add_argument(
+        "--catalogue-batch", type=int, default=1024, help="items per batch of a table refresh"
+    )
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default="benchmarks/results/train_scale.json")
     args = parser.parse_args(argv)
     if args.one is not None:
         row = one_size(
-            args.one, args.batch_size, args.history, args.steps, args.negatives, args.history_items
+            args.one,
+            args.batch_size,
+            args.history,
+            args.steps,
+            args.negatives,
+            args.history_items,
+            args.catalogue_batch,
         )
         print("ROW " + json.dumps(row))
         return
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
         command = [sys.executable, __file__, "--one", str(size)]
-        for flag in ("batch_size", "history", "steps", "negatives", "history_items"):
+        flags = ("batch_size", "history", "steps", "negatives", "history_items", "catalogue_batch")
+        for flag in flags:
             command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(output.split("ROW ", 1)[1]))

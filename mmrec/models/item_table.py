@@ -12,7 +12,6 @@ content generated on the fly) with a progress bar; `RefreshItemEmbeddings`
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -74,29 +73,33 @@ def catalogue_batches(source, modalities, batch_size):
     return tf.data.Dataset.from_tensor_slices({"item_id": ids, **content}).batch(batch_size)
 
 
-def embed_catalogue(embed, items, table, verbose=0) -> np.ndarray:
-    """Rows of ``table`` (float32 [N, D], a copy is returned) replaced by ``embed(batch,
+def embed_catalogue(embed, items, table, verbose=0) -> None:
+    """Replaces, in place, the rows of ``table`` (a float32 [N, D] variable) by ``embed(batch,
     ids)`` for every batch of ``items``; rows of items never seen keep their values.
+
+    Each batch is scattered into the variable as it comes: the refresh holds one batch's
+    content and embeddings, never a second [N, D] copy of the table.
 
     Args:
         embed: batch dict, int32 ids → embeddings [B, D] (the item tower).
         items: batches ``{"item_id": [B], <modality>: [B, ...]}``.
         verbose: 1 for a progress bar.
     """
-    table = np.array(table, dtype="float32", copy=True)
-    progress = keras.utils.Progbar(len(table), verbose=verbose, unit_name="item")
+    rows = int(table.shape[0])
+    progress = keras.utils.Progbar(rows, verbose=verbose, unit_name="item")
     seen = 0
     for batch in items:
         ids = ops.convert_to_numpy(batch["item_id"]).astype("int32")
-        if ids.size and (ids.min() < 0 or ids.max() >= len(table)):
+        if ids.size and (ids.min() < 0 or ids.max() >= rows):
             raise ValueError(
-                f"Expected item ids in [0, {len(table)}) in the catalogue's batches. "
-                f"Received: {ids[(ids < 0) | (ids >= len(table))][:5].tolist()}"
+                f"Expected item ids in [0, {rows}) in the catalogue's batches. "
+                f"Received: {ids[(ids < 0) | (ids >= rows)][:5].tolist()}"
             )
-        table[ids] = ops.convert_to_numpy(embed(batch, ids))
+        embeddings = ops.cast(embed(batch, ids), "float32")
+        # The backing tf.Variable: Keras variables only assign whole.
+        table.value.scatter_update(tf.IndexedSlices(embeddings, ids))
         seen += len(ids)
-        progress.update(min(seen, len(table)))
-    return table
+        progress.update(min(seen, rows))
 
 
 def blank_items(content_spec, rows):

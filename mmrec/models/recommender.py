@@ -287,8 +287,7 @@ class Recommender(ItemKeysMixin, keras.Model):
             return self.item_embeddings()
         if items is None:
             items = catalogue_batches(self.catalogue_source, self.modalities, batch_size)
-        table = embed_catalogue(self._embed_for_table, items, self.item_table, verbose)
-        self.item_table.assign(table)
+        embed_catalogue(self._embed_for_table, items, self.item_table, verbose)
         return self.item_embeddings()
 
     @tf.function(reduce_retracing=True)
