@@ -31,6 +31,7 @@ import keras  # noqa: E402
 from _common import machine  # noqa: E402
 
 import mmrec  # noqa: E402
+from mmrec.evaluation.metrics import paired_recall_difference  # noqa: E402
 from mmrec.evaluation.ranking import (  # noqa: E402
     evaluate_ranking,
     make_baselines,
@@ -164,7 +165,10 @@ def main(argv=None) -> None:
         )
         scorers["id_only"] = id_only
     scorers["multimodal"] = multimodal
-    results = {name: evaluate_ranking(s, data, "test") for name, s in scorers.items()}
+    results = {
+        name: evaluate_ranking(s, data, "test", keep_ranks=True) for name, s in scorers.items()
+    }
+    ranks = {name: r.pop("ranks") for name, r in results.items()}
 
     print(f"\n{data.info.name}: test split, {args.epochs} epochs, batch {args.batch_size}")
     print(ranking_table(results))
@@ -181,6 +185,13 @@ def main(argv=None) -> None:
     if "id_only" in r20:
         ratios["multimodal/id_only"] = r20["multimodal"] / max(r20["id_only"], 1e-9)
     print("Recall@20 ratios: " + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
+    # Against ID-only on the same users: the difference and its paired standard error.
+    paired = {}
+    if "id_only" in ranks:
+        for k in (20, 50):
+            diff, se = paired_recall_difference(ranks["multimodal"], ranks["id_only"], k)
+            paired[f"recall@{k}"] = {"difference": diff, "standard_error": se}
+            print(f"multimodal − id_only, recall@{k}: {diff:+.4f} (paired SE {se:.4f})")
     print(f"training time: multimodal {multimodal_seconds:.0f} s, id-only {id_seconds:.0f} s")
     for model in (multimodal, id_only):
         if model is not None:
@@ -191,6 +202,7 @@ def main(argv=None) -> None:
             "args": vars(args),
             "results": results,
             "recall@20_ratios": ratios,
+            "paired_vs_id_only": paired,
             "training_seconds": {"multimodal": multimodal_seconds, "id_only": id_seconds},
         }
         json.dump(payload, f, indent=2)

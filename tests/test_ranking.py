@@ -11,7 +11,12 @@ from mmrec.evaluation.baselines import (
     PosteriorBaseline,
     residual_popularity,
 )
-from mmrec.evaluation.metrics import ndcg_at_k, recall_at_k, target_ranks
+from mmrec.evaluation.metrics import (
+    ndcg_at_k,
+    paired_recall_difference,
+    recall_at_k,
+    target_ranks,
+)
 from mmrec.evaluation.ranking import evaluate_ranking, ranking_table
 
 
@@ -44,6 +49,19 @@ def test_recall_and_ndcg_hand_computed():
     assert recall_at_k(ranks, 2) == pytest.approx(2 / 3)
     assert ndcg_at_k(ranks, 2) == pytest.approx((1.0 + 1.0 / np.log2(3.0)) / 3)
     assert ndcg_at_k(ranks, 10) == pytest.approx((1.0 + 1.0 / np.log2(3.0) + 1 / np.log2(7)) / 3)
+
+
+def test_paired_recall_difference_and_its_standard_error():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 100, 400), rng.integers(0, 100, 400)
+    diff, se = paired_recall_difference(a, b, 20)
+    assert diff == pytest.approx(recall_at_k(a, 20) - recall_at_k(b, 20))
+    per_user = (a < 20).astype(float) - (b < 20).astype(float)
+    assert se == pytest.approx(np.std(per_user, ddof=1) / 20)
+    # The same model against itself: no difference, no error.
+    assert paired_recall_difference(a, a, 20) == (0.0, 0.0)
+    with pytest.raises(ValueError, match=r"same examples .*Received: shapes \(400,\) and \(3,\)"):
+        paired_recall_difference(a, b[:3], 20)
 
 
 def test_metrics_agree_with_numpy_loops_and_keras_rs():
@@ -79,6 +97,10 @@ def test_cold_segment_holds_only_cold_targets(data):
     # 12 cold items in the top 12, so every cold target is a hit; no warm target is.
     assert result["cold"]["recall@20"] == 1.0
     assert result["overall"]["recall@20"] == pytest.approx(n_cold / len(targets))
+    # keep_ranks: every example's target rank, the recall's source.
+    kept = evaluate_ranking(cold_first, data, "test", ks=(20,), keep_ranks=True)
+    assert len(kept["ranks"]) == len(targets) and "ranks" not in result
+    assert recall_at_k(kept["ranks"], 20) == result["overall"]["recall@20"]
 
 
 def test_oracle_beats_popularity_and_chance(data):

@@ -108,6 +108,26 @@ def recall_at_k(ranks: np.ndarray, k: int) -> float | None:
     return float(np.mean(ranks < k)) if len(ranks) else None
 
 
+def paired_recall_difference(ranks_a, ranks_b, k: int) -> tuple[float, float]:
+    """Recall@k of model A minus model B on the same examples, and its standard error.
+
+    Paired (per example) rather than from two separate recalls: the two models'
+    hits on one user are correlated, which the unpaired error ignores.
+
+    >>> a, b = np.array([0, 3, 60, 1]), np.array([5, 70, 80, 2])
+    >>> paired_recall_difference(a, b, 10)
+    (0.25, 0.25)
+    """
+    a, b = np.asarray(ranks_a), np.asarray(ranks_b)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(
+            "Expected two rank arrays of the same examples (1-D, at least 2). "
+            f"Received: shapes {a.shape} and {b.shape}"
+        )
+    difference = (a < k).astype("float64") - (b < k).astype("float64")
+    return float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
+
+
 def ndcg_at_k(ranks: np.ndarray, k: int) -> float | None:
     """Mean 1/log2(rank + 2) of the targets in the top ``k``; `None` without examples."""
     if not len(ranks):

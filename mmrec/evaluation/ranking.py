@@ -85,7 +85,9 @@ class ModelScorer:
         return self.model.score_items(np.asarray(batch["history"]), item_embeddings=self.items)
 
 
-def evaluate_ranking(scorer, data, split: str = "test", ks=DEFAULT_KS, batch_size: int = 512):
+def evaluate_ranking(
+    scorer, data, split: str = "test", ks=DEFAULT_KS, batch_size: int = 512, keep_ranks=False
+):
     """Recall@K and NDCG@K over the whole catalogue, overall and on cold-item targets.
 
     Args:
@@ -98,7 +100,9 @@ def evaluate_ranking(scorer, data, split: str = "test", ks=DEFAULT_KS, batch_siz
         examples whose target is a cold item, and its metrics are `None` when
         there are none. A scorer that chose hyperparameters on the validation
         split (`EASEBaseline`, `ItemKNNBaseline`) adds `"selected"`, e.g.
-        `{"lam": 500.0}`.
+        `{"lam": 500.0}`. ``keep_ranks=True`` adds ``"ranks"``: each example's
+        target rank (0 is first), for paired comparisons between models
+        (`mmrec.evaluation.metrics.paired_recall_difference`).
     """
     if hasattr(scorer, "score_items"):
         scorer = ModelScorer(scorer)
@@ -125,6 +129,8 @@ def evaluate_ranking(scorer, data, split: str = "test", ks=DEFAULT_KS, batch_siz
     }
     if getattr(scorer, "selected", None):
         result["selected"] = dict(scorer.selected)
+    if keep_ranks:
+        result["ranks"] = ranks
     return result
 
 
