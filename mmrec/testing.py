@@ -344,16 +344,22 @@ def serving(base, log_path, *extra_args, timeout=120):
         def served(exported, tmp_path_factory):
             yield from serving(exported, tmp_path_factory.mktemp("server") / "server.log")
     """
-    import signal
-    import subprocess
-
     process, ready, _, _ = start_server(base, log_path, *extra_args, timeout=timeout)
     try:
         yield ready
     finally:
+        stop_server(process)
+
+
+def stop_server(process, timeout=30):
+    """Stops a `start_server` process if it still runs: SIGTERM, then kill after ``timeout``."""
+    import signal
+    import subprocess
+
+    if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
 

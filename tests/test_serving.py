@@ -34,7 +34,7 @@ from mmrec.export import export_saved_model, seeded_noise, versions
 from mmrec.models import ConditionalGAN
 from mmrec.models.recommender import Recommender
 from mmrec.serving import Client, ModelManager, ServingError
-from mmrec.testing import start_server
+from mmrec.testing import start_server, stop_server
 
 TINY_ENCODERS = {
     "image": {"filters": [4, 8]},
@@ -110,12 +110,7 @@ def served(tmp_path_factory):
         "0.2",
     )
     yield Served(process, lines, ready, base, data, rec, gan, rec_keys)
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    stop_server(process)
 
 
 # --- raw HTTP, as TF Serving's REST docs write it ---------------------------------------------

@@ -10,10 +10,8 @@ import concurrent.futures
 import http.client
 import json
 import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import threading
 import time
 
@@ -34,20 +32,11 @@ from mmrec.export import export_saved_model
 from mmrec.models.recommender import Recommender
 from mmrec.serving import Client, ServingError
 from mmrec.serving.certificates import write_tls_files
-from mmrec.testing import start_server
+from mmrec.testing import start_server, stop_server
 
 MAX_BATCH = 8
 MAX_BODY = 200_000
 TIMEOUT_MS = 1000
-
-
-def stop(process):
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +65,7 @@ def served(exported, tmp_path_factory):
     )
     ready.update(process=process, lines=lines, base=exported)
     yield ready
-    stop(process)
+    stop_server(process)
 
 
 def address(served):
@@ -373,7 +362,7 @@ def tls_served(exported, tmp_path_factory):
         exported, folder / "server.log", "--ssl-config-file", files.ssl_config
     )
     yield ready, files
-    stop(process)
+    stop_server(process)
 
 
 def read(path):
