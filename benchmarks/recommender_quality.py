@@ -47,8 +47,27 @@ ENCODERS = {
 }
 
 
+def optimizer_for(data, epochs, batch_size, learning_rate, schedule, weight_decay):
+    """Adam (AdamW with ``weight_decay``) at a constant or a cosine-decayed learning rate."""
+    if schedule == "cosine":
+        steps = epochs * -(-data.info.splits["train"] // batch_size)
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
+    if weight_decay:
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    return keras.optimizers.Adam(learning_rate)
+
+
 def train(
-    data, name, epochs, batch_size, learning_rate, history_content=True, patience=None, **kwargs
+    data,
+    name,
+    epochs,
+    batch_size,
+    learning_rate,
+    history_content=True,
+    patience=None,
+    lr_schedule="constant",
+    weight_decay=0.0,
+    **kwargs,
 ):
     keras.utils.set_random_seed(0)
     model = Recommender.from_dataset(data, name=name, **kwargs)
@@ -61,7 +80,7 @@ def train(
                 monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1
             )
         )
-    model.compile(keras.optimizers.Adam(learning_rate))
+    model.compile(optimizer_for(data, epochs, batch_size, learning_rate, lr_schedule, weight_decay))
     start = time.perf_counter()
     history_content = history_content if model.modalities else False
     model.fit(
@@ -88,6 +107,13 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument(
+        "--lr-schedule",
+        default="constant",
+        choices=("constant", "cosine"),
+        help="cosine: decay the learning rate to 0 over --epochs",
+    )
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's (0: Adam)")
     parser.add_argument("--embedding-dim", type=int, default=32)
     parser.add_argument("--fusion", default="concat")
     parser.add_argument("--temperature", type=float, default=0.2)
@@ -140,6 +166,8 @@ def main(argv=None) -> None:
         user_pooling=args.user_pooling,
         patience=args.early_stopping,
         item_bias=args.item_bias,
+        lr_schedule=args.lr_schedule,
+        weight_decay=args.weight_decay,
     )
     modalities = tuple(args.modalities.split(",")) if args.modalities else data.info.modalities
     multimodal, multimodal_seconds = train(

@@ -5,6 +5,8 @@ One command per row of docs/text_generation.md's table (``B=benchmarks/text_gene
     nice python $B --data tf_records/shapes --condition attributes --minutes 10
     nice python $B --data tf_records/shapes --condition item --minutes 10
     nice python $B --data tf_records/fashion --condition item --minutes 10
+    nice python $B --data tf_records/fashion20k --condition item --minutes 12 \
+        --pretrain-encoder 20 --unseen-held-out    # a frozen, classifier-pretrained encoder
     nice python $B --data tf_records/shapes --condition user --minutes 10
     nice python $B --data tf_records/shapes --condition explanation --minutes 10
     nice python $B --data tf_records/shapes --condition attributes \
@@ -19,7 +21,12 @@ attributes in the generated texts; perplexity on the test pairs next to unigram 
 bigram baselines; distinct-1/2 and self-BLEU next to the real descriptions';
 personalisation hit-rates (user); faithfulness (explanation). The user encoder
 (``--condition user``) is the frozen user tower of ``--recommender PATH.keras``, or
-the quick stand-in of ``benchmarks/generation_quality.py``.
+the quick stand-in of ``benchmarks/generation_quality.py``. With ``--pretrain-encoder
+EPOCHS`` (``--condition item``) the captioner reads a frozen item encoder first trained
+as an attribute classifier on the judge's training items (`pretrain_item_encoder`; its
+held-out accuracy is reported beside the captions'); ``--sampler`` overrides the
+generator's sampler (also for ``--model``); ``--unseen-held-out`` leaves the judged
+items' pairs out of the generator's training, so that captions are of unseen items.
 
 Writes ``<out-dir>/text_<condition>[_<dataset>].json`` and the model's ``.keras``.
 """
@@ -37,9 +44,10 @@ import keras  # noqa: E402
 from _common import print_table, write_json  # noqa: E402
 
 import mmrec  # noqa: E402
+from mmrec.evaluation.generation import judge_split  # noqa: E402
 from mmrec.evaluation.text import text_judge_held_out_accuracy, train_text_judge  # noqa: E402
 from mmrec.evaluation.text_report import evaluate_text_model  # noqa: E402
-from mmrec.models import ConditionalTextGenerator  # noqa: E402
+from mmrec.models import ConditionalTextGenerator, pretrain_item_encoder  # noqa: E402
 from mmrec.models.conditioning import conditioning_names, get_conditioning  # noqa: E402
 from mmrec.training import TimeLimit, load_run_model  # noqa: E402
 
@@ -87,12 +95,19 @@ def run(args):
     name = f"text_{args.condition}" + ("" if data.info.name == "shapes" else f"_{data.info.name}")
     if args.preset:
         name += "_pretrained"
+    if args.pretrain_encoder:
+        name += "_pretrained_encoder"
+    encoder_meta = None
     if args.model:  # evaluate a saved model again (e.g. at another --temperature)
         model = load_run_model(args.model, ConditionalTextGenerator)
         user_encoder_meta, budget, train_seconds, last = None, None, None, {}
     else:
-        model, user_encoder_meta, budget, train_seconds, last = train_model(args, data)
+        encoder, encoder_meta = pretrained_encoder(args, data)
+        model, user_encoder_meta, budget, train_seconds, last = train_model(args, data, encoder)
         model.save(os.path.join(args.out_dir, f"{name}.keras"))
+    if args.sampler:
+        model.sampler = args.sampler
+        name += f"_{args.sampler}"
     if args.temperature != 1.0:
         name += f"_t{args.temperature:g}"
     start = time.perf_counter()
@@ -117,15 +132,33 @@ def run(args):
         "parameters": model.count_params(),
         "trainable_parameters": sum(int(w.numpy().size) for w in model.trainable_weights),
         "last_epoch_metrics": last,
+        "sampler": model.sampler,
+        "unseen_held_out": args.unseen_held_out,
         "judge": judge_meta,
         "user_encoder": user_encoder_meta,
+        "pretrained_item_encoder": encoder_meta,
         "evaluation": evaluation,
         "eval_seconds": eval_seconds,
         "latency": latency,
     }
 
 
-def train_model(args, data):
+def pretrained_encoder(args, data):
+    """``--pretrain-encoder``: ``(item encoder, report)`` or ``(None, None)``."""
+    if not args.pretrain_encoder:
+        return None, None
+    if args.condition != "item":
+        raise SystemExit("--pretrain-encoder is for --condition item (captioning)")
+    start = time.perf_counter()
+    encoder, meta = pretrain_item_encoder(
+        data, epochs=args.pretrain_encoder, verbose=2 if args.verbose else 0
+    )
+    meta["seconds"] = round(time.perf_counter() - start, 1)
+    print(f"pretrained item encoder: {meta}")
+    return encoder, meta
+
+
+def train_model(args, data, item_encoder=None):
     """A new generator trained for ``--minutes``: ``(model, user encoder meta, budget, seconds,
     last epoch's metrics)``."""
     user_encoder, user_encoder_meta = user_encoder_for(args, data)
@@ -136,10 +169,18 @@ def train_model(args, data):
         preset=args.preset,
         lora_rank=args.lora_rank,
         seed=args.seed,
+        **({"item_encoder": item_encoder} if item_encoder is not None else {}),
+        **({"sampler": args.sampler} if args.sampler else {}),
     )
     model.compile()
+    held_out = judge_split(data.info.num_items)[1] if args.unseen_held_out else None
     train = data.generation_pairs(
-        "train", batch_size=args.batch_size, repeat=True, drop_remainder=True, seed=args.seed
+        "train",
+        batch_size=args.batch_size,
+        repeat=True,
+        drop_remainder=True,
+        seed=args.seed,
+        exclude_targets=held_out,
     )
     budget = TimeLimit(args.minutes)
     start = time.perf_counter()
@@ -216,6 +257,10 @@ def rows_for(report):
     rows = [_row("train seconds", report["train_seconds"])]
     for attribute, accuracy in report["judge"]["held_out_accuracy"].items():
         rows.append(_row(f"text judge held-out accuracy: {attribute}", accuracy))
+    for attribute, accuracy in (
+        (report.get("pretrained_item_encoder") or {}).get("held_out_accuracy", {}).items()
+    ):
+        rows.append(_row(f"pretrained item encoder held-out accuracy: {attribute}", accuracy))
     targets = ACCURACY_TARGETS.get((dataset, condition), {})
     for attribute, accuracy in evaluation["conditional_accuracy"].items():
         target = targets.get(attribute)
@@ -299,6 +344,20 @@ def main(argv=None):
         type=float,
         default=1.0,
         help="user conditions: divides the preference logits (below 1: each user's favourites)",
+    )
+    parser.add_argument(
+        "--pretrain-encoder",
+        type=int,
+        metavar="EPOCHS",
+        help="--condition item: caption from a frozen encoder pretrained as a classifier",
+    )
+    parser.add_argument(
+        "--unseen-held-out",
+        action="store_true",
+        help="leave the judged held-out items (item_id %% 5 == 0) out of the generator's training",
+    )
+    parser.add_argument(
+        "--sampler", choices=("greedy", "top_k", "top_p", "random", "beam"), help="override"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", default="benchmarks/results")

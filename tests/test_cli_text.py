@@ -139,15 +139,16 @@ def test_generate_describes_catalogue_items_with_an_item_conditioned_run(
     tiny_shapes, tmp_path, capsys
 ):
     data = mmrec.data.load(tiny_shapes)
-    config = resolve_config(
-        "text", {**TINY_TEXT, "condition": "item", "judge_epochs": None, "epochs": 1}
-    )
+    settings = {**TINY_TEXT, "condition": "item", "judge_epochs": None, "epochs": 1}
+    # The captioner's item encoder pretrained as an attribute classifier, then frozen.
+    config = resolve_config("text", {**settings, "pretrain_epochs": 1})
     result = train("text", data, tmp_path / "captions", config)
     capsys.readouterr()  # the training log
     args = ["generate", "--run", result.path, "--items", "3,17", "--num", "2", "--seed", "5"]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     model = load_run_model(result.path, ConditionalTextGenerator)
+    assert not model.conditioning.network.get_layer("item_encoder").trainable
     content = model.conditioning.item_content(data, [3, 17])
     expected = model.generate(content, num=2, seed=5)
     assert lines == [text for texts in expected for text in texts] and len(lines) == 4
@@ -158,6 +159,10 @@ def test_generate_describes_catalogue_items_with_an_item_conditioned_run(
     )
     assert main(["generate", "--run", result.path, "--users", "1"]) == 2
     assert "is conditioned on item, not users: use --items." in capsys.readouterr().err
+    # Only a captioner has an item encoder to pretrain.
+    config = resolve_config("text", {**settings, "condition": "attributes", "pretrain_epochs": 1})
+    with pytest.raises(ValueError, match="pretrain_epochs only with condition 'item'"):
+        train("text", data, tmp_path / "attributes", config)
 
 
 def test_items_for_an_attribute_run_and_nothing_given_are_usage_errors(text_run, capsys):

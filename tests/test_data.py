@@ -140,6 +140,22 @@ def test_pipelines_have_the_documented_structure(tiny_path):
     )
 
 
+def test_generation_pairs_can_leave_out_the_items_a_generator_is_judged_on(tiny_path):
+    data = load(tiny_path)
+
+    def targets(**kwargs):
+        batches = data.generation_pairs("train", batch_size=16, shuffle=False, **kwargs)
+        return np.concatenate([b["target"].numpy() for b in batches])
+
+    everything = targets()
+    held_out = np.arange(0, data.info.num_items, 5)  # the judges' held-out items
+    kept = targets(exclude_targets=held_out)
+    assert np.isin(everything, held_out).any()  # the tiny dataset does train on some of them
+    np.testing.assert_array_equal(kept, everything[~np.isin(everything, held_out)])
+    with pytest.raises(ValueError, match=r"item ids in \[0, 60\)\. Received: ids from 3 to 60"):
+        data.generation_pairs("train", exclude_targets=[3, 60])
+
+
 def test_interactions_carry_the_targets_content_and_seeded_negatives(tiny_path):
     data = load(tiny_path)
     features = data.catalogue().features()

@@ -287,3 +287,40 @@ def test_from_dataset_on_a_preset_uses_its_tokenizer(tiny_shapes, gpt2_preset):
     # Frozen LM: the soft prompt's projection (kernel, bias) and the conditioning train.
     assert len(model.decoder.trainable_weights) == 2
     assert len(model.trainable_weights) == 2 + len(model.conditioning.trainable_weights)
+
+
+def test_pretrained_item_encoder_reads_attributes_and_is_used_frozen(tiny_shapes):
+    from mmrec.models import pretrain_item_encoder
+
+    data = mmrec.data.load(tiny_shapes)
+    encoder, report = pretrain_item_encoder(
+        data,
+        epochs=60,
+        batch_size=8,
+        learning_rate=5e-3,
+        embedding_dim=16,
+        encoder_config={"image": {"filters": [8, 16]}, "audio": {"filters": [4, 8]}},
+        verbose=0,
+    )
+    # 60 items: the judges' split, 48 to train on (item_id % 5 != 0) and 12 held out.
+    assert (report["train_items"], report["held_out_items"]) == (48, 12)
+    assert report["steps"] == 60 * 6
+    assert set(report["held_out_accuracy"]) == set(data.info.attributes)
+    # Colour and pattern are easy to see: the classifier learns them on its training items.
+    assert report["train_accuracy"]["colour"] >= 0.85
+    assert report["train_accuracy"]["pattern"] >= 0.85
+    assert all(0.0 <= a <= 1.0 for a in report["held_out_accuracy"].values())
+
+    model = ConditionalTextGenerator.from_dataset(data, condition="item", item_encoder=encoder)
+    frozen = model.conditioning.network.get_layer("item_encoder")
+    assert not frozen.trainable and frozen is not encoder
+    for mine, theirs in zip(frozen.get_weights(), encoder.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    trained = {id(v) for v in model._trained_variables()}
+    assert not any(id(v) in trained for v in frozen.weights)
+
+    item = get_conditioning("item")
+    with pytest.raises(ValueError, match="either item_encoder or pretrain_epochs"):
+        item.from_dataset(data, item_encoder=encoder, pretrain_epochs=1)
+    with pytest.raises(ValueError, match="epochs"):
+        pretrain_item_encoder(data, epochs=0)

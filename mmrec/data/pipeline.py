@@ -257,15 +257,30 @@ class MultimodalDataset:
         seed: int = 0,
         repeat: bool = False,
         drop_remainder: bool = False,
+        exclude_targets=None,
     ) -> tf.data.Dataset:
         """(user history → the item that user chose) with the chosen item's content.
 
         Each element: `user_id`, `history`, `target`, the target's `image`/`text`/
         `audio` (whichever the dataset has) and its `label_<attribute>`s — what a
         personalised generator trains on.
+
+        ``exclude_targets``: item ids whose pairs are left out (e.g. the items a
+        captioner is judged on, so that they stay unseen).
         """
         shuffle = (split == "train") if shuffle is None else shuffle
         catalogue = self.catalogue()
+        keep = None
+        if exclude_targets is not None:
+            excluded = np.asarray(exclude_targets, dtype=np.int64).reshape(-1)
+            if excluded.size and (excluded.min() < 0 or excluded.max() >= catalogue.num_items):
+                raise ValueError(
+                    f"Expected exclude_targets to be item ids in [0, {catalogue.num_items}). "
+                    f"Received: ids from {excluded.min()} to {excluded.max()}"
+                )
+            mask = np.ones(catalogue.num_items, dtype=bool)
+            mask[excluded] = False
+            keep = tf.constant(mask)
         content = dict(catalogue.features())
         content.update({schema.label_key(a): v for a, v in catalogue.labels.items()})
 
@@ -274,6 +289,8 @@ class MultimodalDataset:
             return {**example, **gathered}
 
         ds = self._examples(f"interactions-{self._split(split)}", shuffle=shuffle, seed=seed)
+        if keep is not None:
+            ds = ds.filter(lambda example: tf.gather(keep, example["target"]))
         ds = ds.map(attach, num_parallel_calls=AUTOTUNE)
         return self._finish(ds, batch_size, shuffle, seed, repeat, False, drop_remainder)
 

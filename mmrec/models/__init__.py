@@ -31,6 +31,7 @@ _LAZY = {
     "AttributePreferenceModel": "mmrec.models.conditioning.user",
     "UserConditioning": "mmrec.models.conditioning.user",
     "ItemConditioning": "mmrec.models.conditioning.item",
+    "pretrain_item_encoder": "mmrec.models.conditioning.item",
     "ExplanationConditioning": "mmrec.models.conditioning.explanation",
     "ConditionalTextGenerator": "mmrec.models.text_generation",
     "TextDecoder": "mmrec.models.text_networks",

@@ -25,6 +25,7 @@ _LAZY = {
     "AttributePreferenceModel": "user",
     "UserConditioning": "user",
     "ItemConditioning": "item",
+    "pretrain_item_encoder": "item",
     "ExplanationConditioner": "explanation",
     "ExplanationConditioning": "explanation",
 }

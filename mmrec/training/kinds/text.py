@@ -41,6 +41,9 @@ SETTINGS = {
     "dropout": float | None,
     "embedding_dim": int | None,
     "sampler": str | None,
+    # condition "item": first train a new item encoder as an attribute classifier for this
+    # many epochs (`pretrain_item_encoder`), then caption from it, frozen.
+    "pretrain_epochs": int | None,
     # A local keras-hub preset directory (GPT-2 / Gemma) to start from, and its LoRA rank.
     "pretrained": str | None,
     "lora_rank": int | None,
@@ -61,6 +64,7 @@ BASE = {
     "dropout": None,
     "embedding_dim": None,
     "sampler": None,
+    "pretrain_epochs": None,
     "pretrained": None,
     "lora_rank": None,
     "judge_epochs": 6,
@@ -73,6 +77,12 @@ NUM_SAMPLES = 5  # sample descriptions in the report
 
 
 def build_text_generator(plan: RunPlan, user_encoder, dtype) -> ConditionalTextGenerator:
+    condition = plan.settings["condition"]
+    if plan.settings["pretrain_epochs"] is not None and condition != "item":
+        raise ValueError(
+            "Expected the setting pretrain_epochs only with condition 'item' (it pretrains the "
+            f"captioner's item encoder). Received: condition {condition!r}"
+        )
     return ConditionalTextGenerator.from_dataset(
         plan.data,
         condition=plan.settings["condition"],
@@ -82,7 +92,7 @@ def build_text_generator(plan: RunPlan, user_encoder, dtype) -> ConditionalTextG
         lora_rank=plan.settings["lora_rank"],
         dtype=dtype,
         seed=plan.seed,
-        **plan.given("embedding_dim", "sampler"),
+        **plan.given("embedding_dim", "sampler", "pretrain_epochs"),
     )
 
 
