@@ -5,8 +5,10 @@ One command per row of docs/text_generation.md's table (``B=benchmarks/text_gene
     nice python $B --data tf_records/shapes --condition attributes --minutes 10
     nice python $B --data tf_records/shapes --condition item --minutes 10
     nice python $B --data tf_records/fashion --condition item --minutes 10
-    nice python $B --data tf_records/fashion20k --condition item --minutes 12 \
+    nice python $B --data tf_records/fashion60k --condition item --minutes 12 \
         --pretrain-encoder 20 --unseen-held-out    # a frozen, classifier-pretrained encoder
+    nice python $B --data tf_records/fashion60k --condition item --sampler greedy \
+        --model benchmarks/results/text_item_fashion-mnist_pretrained_encoder.keras
     nice python $B --data tf_records/shapes --condition user --minutes 10
     nice python $B --data tf_records/shapes --condition explanation --minutes 10
     nice python $B --data tf_records/shapes --condition attributes \
