@@ -67,9 +67,10 @@ def train(
     patience=None,
     lr_schedule="constant",
     weight_decay=0.0,
+    seed=0,
     **kwargs,
 ):
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     model = Recommender.from_dataset(data, name=name, **kwargs)
     # Early stopping on the validation loss, keeping the best epoch's weights (the item
     # table is re-embedded from them at the end of fit).
@@ -90,6 +91,7 @@ def train(
             content=model.modalities,
             history_content=history_content,
             cache=True,
+            seed=seed,
         ),
         validation_data=data.interactions(
             "valid", batch_size=batch_size, content=model.modalities, cache=True
@@ -150,6 +152,7 @@ def main(argv=None) -> None:
         metavar="PATIENCE",
         help="stop when the validation loss has not improved for PATIENCE epochs, keep the best",
     )
+    parser.add_argument("--seed", type=int, default=0, help="initialisation and shuffling")
     parser.add_argument("--skip-id-only", action="store_true", help="train the multimodal only")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/)")
     args = parser.parse_args(argv)
@@ -168,6 +171,7 @@ def main(argv=None) -> None:
         item_bias=args.item_bias,
         lr_schedule=args.lr_schedule,
         weight_decay=args.weight_decay,
+        seed=args.seed,
     )
     modalities = tuple(args.modalities.split(",")) if args.modalities else data.info.modalities
     multimodal, multimodal_seconds = train(
