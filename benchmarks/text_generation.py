@@ -149,7 +149,7 @@ def pretrained_encoder(args, data):
     """``--pretrain-encoder``: ``(item encoder, report)`` or ``(None, None)``."""
     if not args.pretrain_encoder:
         return None, None
-    if args.condition != "item":
+    if not get_conditioning(args.condition).pretrains_encoder:
         raise SystemExit("--pretrain-encoder is for --condition item (captioning)")
     start = time.perf_counter()
     encoder, meta = pretrain_item_encoder(

@@ -170,6 +170,8 @@ class Conditioning(keras.layers.Layer):
         kind: the registered name (set by `register_conditioning`).
         requires_user_encoder: its ``from_dataset`` needs a user encoder
             (``recommender.build_user_encoder()``).
+        pretrains_encoder: its ``from_dataset`` takes ``pretrain_epochs`` (an item
+            encoder pretrained as an attribute classifier, then frozen).
         jit_compatible: its network can run inside an XLA-compiled step.
         takes_labels: its network takes ``{"label_<attribute>": int32 [B]}`` (then
             ``generate`` also accepts a dict of attributes).
@@ -177,6 +179,7 @@ class Conditioning(keras.layers.Layer):
 
     kind = None
     requires_user_encoder = False
+    pretrains_encoder = False
     jit_compatible = True
     takes_labels = False  # the network takes {label_<attribute>: int32 [B]}
 

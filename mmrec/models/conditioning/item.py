@@ -186,6 +186,8 @@ class ItemConditioning(Conditioning):
     ```
     """
 
+    pretrains_encoder = True
+
     def __init__(self, network, attributes, **kwargs):
         super().__init__(network, attributes, **kwargs)
         self.add_attribute_heads()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 from mmrec.evaluation.text_report import flatten_texts
+from mmrec.models.conditioning import get_conditioning
 from mmrec.models.text_generation import ConditionalTextGenerator
 from mmrec.training import samples
 from mmrec.training.kinds.base import RunKind, RunPlan, register_run_kind
@@ -78,7 +79,8 @@ NUM_SAMPLES = 5  # sample descriptions in the report
 
 def build_text_generator(plan: RunPlan, user_encoder, dtype) -> ConditionalTextGenerator:
     condition = plan.settings["condition"]
-    if plan.settings["pretrain_epochs"] is not None and condition != "item":
+    pretrains = get_conditioning(condition).pretrains_encoder
+    if plan.settings["pretrain_epochs"] is not None and not pretrains:
         raise ValueError(
             "Expected the setting pretrain_epochs only with condition 'item' (it pretrains the "
             f"captioner's item encoder). Received: condition {condition!r}"
