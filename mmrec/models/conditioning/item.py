@@ -51,6 +51,23 @@ def item_content_network(item_encoder, content_shapes, embedding_dim=64, dtype=N
     return keras.Model(inputs, outputs, name="conditioner")
 
 
+def new_item_encoder(features, embedding_dim=64, encoder_config=None, dtype=None):
+    """A new `MultimodalItemEncoder` over the image and audio of a catalogue's ``features``."""
+    modalities = tuple(m for m in CAPTION_MODALITIES if m in features)
+    if not modalities:
+        raise ValueError(
+            "Expected a dataset with images or audio for captioning (condition='item'). "
+            f"Received: modalities={list(features)}"
+        )
+    return MultimodalItemEncoder(
+        modalities=modalities,
+        embedding_dim=embedding_dim,
+        encoder_config=encoder_config or DEFAULT_ENCODER_CONFIG,
+        dtype=dtype,
+        name="item_encoder",
+    )
+
+
 def pretrain_item_encoder(
     data,
     epochs=20,
@@ -102,19 +119,8 @@ def pretrain_item_encoder(
     attributes = dataset_attributes(data)
     catalogue = data.catalogue()
     features = catalogue.features()
-    modalities = tuple(m for m in CAPTION_MODALITIES if m in features)
-    if not modalities:
-        raise ValueError(
-            "Expected a dataset with images or audio to pretrain an item encoder on. "
-            f"Received: modalities={list(features)}"
-        )
-    encoder = MultimodalItemEncoder(
-        modalities=modalities,
-        embedding_dim=embedding_dim,
-        encoder_config=encoder_config or DEFAULT_ENCODER_CONFIG,
-        dtype=dtype,
-        name="item_encoder",
-    )
+    encoder = new_item_encoder(features, embedding_dim, encoder_config, dtype)
+    modalities = encoder.modalities
     inputs = {
         m: keras.Input(shape=tuple(features[m].shape[1:]), dtype=_DTYPES[m], name=m)
         for m in modalities
@@ -226,19 +232,7 @@ class ItemConditioning(Conditioning):
         features = data.catalogue().features()
         shapes = {m: tuple(v.shape[1:]) for m, v in features.items()}
         if item_encoder is None:
-            modalities = tuple(m for m in CAPTION_MODALITIES if m in features)
-            if not modalities:
-                raise ValueError(
-                    "Expected a dataset with images or audio for condition='item'. "
-                    f"Received: modalities={list(features)}"
-                )
-            item_encoder = MultimodalItemEncoder(
-                modalities=modalities,
-                embedding_dim=embedding_dim,
-                encoder_config=DEFAULT_ENCODER_CONFIG,
-                dtype=dtype,
-                name="item_encoder",
-            )
+            item_encoder = new_item_encoder(features, embedding_dim, dtype=dtype)
         else:
             if not isinstance(item_encoder, MultimodalItemEncoder):
                 raise ValueError(
