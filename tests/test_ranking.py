@@ -145,7 +145,7 @@ def test_posterior_finds_the_favourites_a_history_shows(data):
         * np.log(data.catalogue().popularity)
     )
     np.testing.assert_allclose(with_popularity - scores, np.tile(expected, (2, 1)), atol=1e-6)
-    with pytest.raises(ValueError, match="Expected popularity='none', 'true' or 'counts'"):
+    with pytest.raises(ValueError, match="Expected popularity='none', 'true', 'counts' or an"):
         PosteriorBaseline(data, popularity="estimated")
 
 
@@ -182,3 +182,28 @@ def test_posterior_with_true_popularity_sits_between_popularity_and_oracle(data)
         }.items()
     }
     assert recall["popularity"] < recall["posterior"] <= recall["oracle"] + 0.05
+
+
+def test_swapping_the_popularity_half_between_a_model_and_the_posterior(data):
+    """The two rows that say where a model loses against posterior+count_pop."""
+    from mmrec.evaluation.ranking import ModelScorer
+    from mmrec.models.recommender import Recommender
+
+    model = Recommender.from_dataset(data, modalities=(), item_id_embedding=True, embedding_dim=8)
+    rng = np.random.default_rng(0)
+    model.item_bias.assign(rng.normal(size=data.info.num_items).astype("float32"))
+    batch = next(iter(data.interactions("test", batch_size=4, shuffle=False)))
+    own = ModelScorer(model)(batch)
+    count_pop = PosteriorBaseline(data, popularity="counts").bias
+    swapped = ModelScorer(model, item_bias=count_pop)(batch)
+    # The towers' part is kept; the learned bias is replaced, item by item.
+    expected = own - model.item_bias.numpy()[None, :] + count_pop[None, :]
+    np.testing.assert_allclose(swapped, expected, atol=1e-5)
+    # The posterior takes any per-item log-popularity, e.g. the model's bias.
+    plain = PosteriorBaseline(data)(batch)
+    with_bias = PosteriorBaseline(data, popularity=model.item_bias.numpy())(batch)
+    np.testing.assert_allclose(with_bias - plain, np.tile(model.item_bias.numpy(), (4, 1)))
+    with pytest.raises(ValueError, match=r"Expected item_bias of shape \(120,\)"):
+        ModelScorer(model, item_bias=np.zeros(3))
+    with pytest.raises(ValueError, match=r"popularity per item, shape \(120,\)"):
+        PosteriorBaseline(data, popularity=np.zeros(5))

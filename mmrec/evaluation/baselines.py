@@ -128,19 +128,29 @@ class PosteriorBaseline:
     can learn too: ``COUNT_WEIGHT`` × the residual of log(count + 1) after the mean
     of the warm items with the same preference labels (0 for cold items); with
     ``"none"`` items with equal labels tie, and the protocol ranks ties at their
-    midpoint.
+    midpoint. An array of per-item log-popularities (e.g. a trained model's item
+    bias) is added as it is: the posterior's reading of the history with that
+    popularity estimate.
     """
 
     name = "posterior"
 
-    def __init__(self, data, popularity: str = "none"):
+    def __init__(self, data, popularity="none"):
         info = data.info
         if not info.affinity or not info.user_preferences:
             raise ValueError(f"{data.path}: the dataset has no ground truth for a posterior.")
-        if popularity not in ("none", "true", "counts"):
+        given = not isinstance(popularity, str)
+        if given:
+            popularity = np.asarray(popularity, np.float64)
+            if popularity.shape != (info.num_items,):
+                raise ValueError(
+                    f"Expected a popularity per item, shape ({info.num_items},). "
+                    f"Received: shape={popularity.shape}"
+                )
+        elif popularity not in ("none", "true", "counts"):
             raise ValueError(
-                "Expected popularity='none', 'true' or 'counts'. "
-                f"Received: popularity={popularity!r}"
+                "Expected popularity='none', 'true', 'counts' or an array of per-item "
+                f"log-popularities. Received: popularity={popularity!r}"
             )
         catalogue, users = data.catalogue(), data.users()
         self.temperature = info.affinity["temperature"]
@@ -153,11 +163,11 @@ class PosteriorBaseline:
             self.attributes[name] = _favourite_sets(
                 favourites, classes, weight, np.bincount(self.labels[name], minlength=classes)
             )
-        self.bias = np.zeros(catalogue.num_items)
-        if popularity == "true":
+        self.bias = popularity if given else np.zeros(catalogue.num_items)
+        if not given and popularity == "true":
             weight = info.affinity["popularity"] / self.temperature
             self.bias = weight * np.log(catalogue.popularity)
-        if popularity == "counts":
+        if not given and popularity == "counts":
             self.bias = COUNT_WEIGHT * residual_popularity(data, PopularityBaseline(data).scores)
 
     def favourite_probabilities(self, history: np.ndarray) -> dict[str, np.ndarray]:

@@ -73,16 +73,33 @@ def make_baselines(data, names) -> dict:
 
 
 class ModelScorer:
-    """Adapts a `Recommender` (anything with `score_items(history)`) to the protocol."""
+    """Adapts a `Recommender` (anything with `score_items(history)`) to the protocol.
 
-    def __init__(self, model, name: str | None = None):
+    ``item_bias`` (float [num_items]) replaces the model's learned per-item bias:
+    with the posterior's count popularity it measures the towers alone, the other
+    half of `PosteriorBaseline(data, popularity=model_bias)` (where a model loses
+    against the posterior: reading the history or estimating popularity).
+    """
+
+    def __init__(self, model, name: str | None = None, item_bias=None):
         self.model = model
         self.name = name or model.name
         # The catalogue is embedded once per evaluation, not once per batch.
         self.items = model.item_embeddings()
+        self.shift = None
+        if item_bias is not None:
+            item_bias = np.asarray(item_bias, np.float32)
+            if item_bias.shape != (model.num_items,):
+                raise ValueError(
+                    f"Expected item_bias of shape ({model.num_items},). "
+                    f"Received: shape={item_bias.shape}"
+                )
+            own = model.item_bias
+            self.shift = item_bias - (0.0 if own is None else np.asarray(own.numpy()))
 
     def __call__(self, batch) -> np.ndarray:
-        return self.model.score_items(np.asarray(batch["history"]), item_embeddings=self.items)
+        scores = self.model.score_items(np.asarray(batch["history"]), item_embeddings=self.items)
+        return scores if self.shift is None else scores + self.shift[None, :]
 
 
 def evaluate_ranking(
