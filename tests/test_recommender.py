@@ -369,9 +369,11 @@ def test_item_embedding_table_standard_checks_and_padding(tmp_path):
         ItemEmbeddingTable(0, 4)
 
 
-@pytest.mark.parametrize("pooling", ["mean", "transformer"])
+@pytest.mark.parametrize("pooling", ["mean", "transformer", "mean+length"])
 def test_user_encoder_equals_user_embeddings_and_loads_in_safe_mode(data, pooling, tmp_path):
-    rec = _tiny(data, user_pooling=pooling, item_id_embedding=True)
+    pooling, _, length = pooling.partition("+")
+    rec = _tiny(data, user_pooling=pooling, history_length=bool(length), item_id_embedding=True)
+    assert rec.user_tower.with_length == bool(length)
     encoder = rec.build_user_encoder()
     expected = rec.user_embeddings(HISTORIES, rec.item_embeddings())
     users = encoder({"history": HISTORIES})
