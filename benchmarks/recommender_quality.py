@@ -130,9 +130,6 @@ def main(argv=None) -> None:
     parser.add_argument("--temperature", type=float, default=0.2)
     parser.add_argument("--user-pooling", default="mean", choices=("mean", "transformer"))
     parser.add_argument(
-        "--history-length", action="store_true", help="the user tower also reads the length"
-    )
-    parser.add_argument(
         "--item-bias",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -179,7 +176,6 @@ def main(argv=None) -> None:
         embedding_dim=args.embedding_dim,
         temperature=args.temperature,
         user_pooling=args.user_pooling,
-        history_length=args.history_length,
         patience=args.early_stopping,
         item_bias=args.item_bias,
         item_bias_l2=args.item_bias_l2,

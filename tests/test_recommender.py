@@ -369,11 +369,9 @@ def test_item_embedding_table_standard_checks_and_padding(tmp_path):
         ItemEmbeddingTable(0, 4)
 
 
-@pytest.mark.parametrize("pooling", ["mean", "transformer", "mean+length"])
+@pytest.mark.parametrize("pooling", ["mean", "transformer"])
 def test_user_encoder_equals_user_embeddings_and_loads_in_safe_mode(data, pooling, tmp_path):
-    pooling, _, length = pooling.partition("+")
-    rec = _tiny(data, user_pooling=pooling, history_length=bool(length), item_id_embedding=True)
-    assert rec.user_tower.with_length == bool(length)
+    rec = _tiny(data, user_pooling=pooling, item_id_embedding=True)
     encoder = rec.build_user_encoder()
     expected = rec.user_embeddings(HISTORIES, rec.item_embeddings())
     users = encoder({"history": HISTORIES})

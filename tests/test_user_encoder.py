@@ -59,29 +59,6 @@ def test_mean_pooling_is_the_masked_mean():
 
 
 @pytest.mark.parametrize("pooling", ["mean", "transformer"])
-def test_with_length_appends_the_history_length(pooling, tmp_path):
-    run_layer_checks(
-        UserEncoder,
-        {"pooling": pooling, "max_length": 5, "with_length": True},
-        HISTORY,
-        expected_output_shape=(3, 9),
-        call_kwargs={"item_ids": ITEM_IDS},
-        run_mixed_precision=False,
-        tmp_path=tmp_path,
-    )
-    plain = UserEncoder(pooling, max_length=5)
-    longer = UserEncoder(pooling, max_length=5, with_length=True)
-    out = longer(HISTORY, item_ids=ITEM_IDS).numpy()
-    # Three, five and no real items: log(1 + n) / log(1 + max_length).
-    np.testing.assert_allclose(out[:, -1], np.log1p([3, 5, 0]) / np.log1p(5), rtol=1e-6)
-    expected = plain(HISTORY, item_ids=ITEM_IDS).numpy()
-    longer.set_weights(plain.get_weights())  # the same pooling weights
-    out = longer(HISTORY, item_ids=ITEM_IDS).numpy()
-    np.testing.assert_allclose(out[:, :-1], expected, atol=1e-6)
-    assert longer.compute_output_shape((3, 5, 8)) == (3, 9)
-
-
-@pytest.mark.parametrize("pooling", ["mean", "transformer"])
 def test_padding_is_never_read(pooling):
     encoder = UserEncoder(pooling, max_length=5)
     clean = encoder(HISTORY, item_ids=ITEM_IDS).numpy()

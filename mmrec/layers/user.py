@@ -8,8 +8,6 @@ same space as the item embeddings, so that ``dot(user, item)`` scores items.
 catalogue once (`Recommender.build_user_encoder`).
 """
 
-import math
-
 import keras
 from keras import ops
 
@@ -35,18 +33,11 @@ class UserEncoder(keras.layers.Layer):
     row with no real item gives a zero vector (never NaN). The output is
     float32, also under mixed precision.
 
-    A mean forgets how long the history was, and a short history says less
-    about the user than a long one; ``with_length=True`` appends
-    ``log(1 + n) / log(1 + max_length)`` (n: the real items) as one more
-    feature, ``[B, D + 1]``, so that the layers after the pooling can be as
-    sure of a user as the history allows.
-
     Args:
         pooling: ``"mean"`` or ``"transformer"``.
         max_length: the longest history (transformer: size of the position table).
         num_layers: transformer blocks.
         num_heads: attention heads; the embedding width ``D`` must be divisible by it.
-        with_length: append the history's (log) length to the pooled vector.
 
     Example:
 
@@ -57,15 +48,7 @@ class UserEncoder(keras.layers.Layer):
     ((2, 8), True)
     """
 
-    def __init__(
-        self,
-        pooling="mean",
-        max_length=50,
-        num_layers=1,
-        num_heads=2,
-        with_length=False,
-        **kwargs,
-    ):
+    def __init__(self, pooling="mean", max_length=50, num_layers=1, num_heads=2, **kwargs):
         super().__init__(**kwargs)
         if pooling not in USER_POOLINGS:
             raise ValueError(
@@ -84,7 +67,6 @@ class UserEncoder(keras.layers.Layer):
         self.max_length = max_length
         self.num_layers = num_layers
         self.num_heads = num_heads
-        self.with_length = bool(with_length)
         # `mask` is the history's padding mask; the user embedding carries none.
         self.supports_masking = True
 
@@ -124,15 +106,10 @@ class UserEncoder(keras.layers.Layer):
             history = self.position_embedding(history)
             for block in self.blocks:
                 history = block(history, padding_mask=mask)
-        pooled = ops.cast(self.pool(history, mask=mask), "float32")
-        if not self.with_length:
-            return pooled
-        length = ops.sum(ops.cast(mask, "float32"), axis=1, keepdims=True)
-        scale = math.log1p(self.max_length)
-        return ops.concatenate([pooled, ops.log1p(length) / scale], axis=-1)
+        return ops.cast(self.pool(history, mask=mask), "float32")
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[-1] + int(self.with_length))
+        return (input_shape[0], input_shape[-1])
 
     def compute_mask(self, inputs, mask=None):
         return None
@@ -145,7 +122,6 @@ class UserEncoder(keras.layers.Layer):
                 "max_length": self.max_length,
                 "num_layers": self.num_layers,
                 "num_heads": self.num_heads,
-                "with_length": self.with_length,
             }
         )
         return config

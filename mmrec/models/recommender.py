@@ -69,7 +69,6 @@ class Recommender(ItemKeysMixin, keras.Model):
             seen in training).
         item_bias_l2: the L2 penalty on the biases, per training batch.
         user_pooling: `UserEncoder` pooling, "mean" or "transformer".
-        history_length: the user tower also reads how long the history is (`UserEncoder`).
         temperature: softmax temperature on cosine similarities.
         item_frequencies: how often each item is a training target (for the
             sampling-probability correction); uniform if None.
@@ -107,7 +106,6 @@ class Recommender(ItemKeysMixin, keras.Model):
         item_bias=False,
         item_bias_l2=1e-4,
         user_pooling="mean",
-        history_length=False,
         temperature=0.2,
         item_frequencies=None,
         tokenizer=None,
@@ -152,7 +150,7 @@ class Recommender(ItemKeysMixin, keras.Model):
                 dtype=policy,
             )
         self.user_tower = UserEncoder(
-            user_pooling, max_history, with_length=history_length, name="users", dtype=policy
+            pooling=user_pooling, max_length=max_history, name="users", dtype=policy
         )
         # An MLP after pooling: a dot product with the *mean* of the history is additive in
         # the item features; the hidden layer lets the tower sharpen that mean into "the
@@ -204,7 +202,6 @@ class Recommender(ItemKeysMixin, keras.Model):
         self.item_id_embedding = item_id_embedding
         self.item_bias_l2 = float(item_bias_l2)
         self.user_pooling = user_pooling
-        self.history_length = bool(history_length)
         self.temperature = temperature
         self.max_history = max_history
         self.embedding_dim = embedding_dim
@@ -255,8 +252,10 @@ class Recommender(ItemKeysMixin, keras.Model):
             if item_ids is None:
                 raise ValueError("Expected item_ids: this model has an item-id embedding.")
             # In float32: under mixed precision the two towers' outputs differ in dtype.
-            ids = self.item_ids(ops.cast(item_ids, "int32"))
-            embedding = ops.cast(embedding, "float32") + ops.cast(ids, "float32")
+            embedding = ops.add(
+                ops.cast(embedding, "float32"),
+                ops.cast(self.item_ids(ops.cast(item_ids, "int32")), "float32"),
+            )
         return ops.normalize(ops.cast(embedding, "float32"), axis=-1)
 
     def blank_content(self, rows):
@@ -422,11 +421,13 @@ class Recommender(ItemKeysMixin, keras.Model):
     def train_step(self, batch):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            # Per global batch already: Keras' Loss divides each replica's mean by the
-            # replica count, so the replicas' summed gradients are the global batch's.
+            # Per global batch already: under tf.distribute, Keras' Loss divides each
+            # replica's mean by the replica count (keras.losses.Loss, "sum_over_batch_size"),
+            # so the replicas' summed gradients are those of the global batch.
             loss = self._loss(batch, training=True)
-            # Under mixed_float16 the optimizer is a LossScaleOptimizer, whose apply()
-            # unscales the gradients: the loss is scaled to match (else a no-op).
+            # Under mixed_float16, compile() wraps the optimizer in a LossScaleOptimizer,
+            # whose apply() unscales the gradients: the loss must be scaled to match
+            # (a no-op for other optimizers).
             scaled = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
@@ -577,7 +578,6 @@ class Recommender(ItemKeysMixin, keras.Model):
             "item_bias": self.item_bias is not None,
             "item_bias_l2": self.item_bias_l2,
             "user_pooling": self.user_pooling,
-            "history_length": self.history_length,
             "temperature": self.temperature,
             "tokenizer": (
                 None
