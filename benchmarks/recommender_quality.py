@@ -71,6 +71,7 @@ def train(
     learning_rate,
     history_content=True,
     patience=None,
+    patience_from=4,
     lr_schedule="constant",
     weight_decay=0.0,
     seed=0,
@@ -79,12 +80,17 @@ def train(
     keras.utils.set_random_seed(seed)
     model = Recommender.from_dataset(data, name=name, **kwargs)
     # Early stopping on the validation loss, keeping the best epoch's weights (the item
-    # table is re-embedded from them at the end of fit).
+    # table is re-embedded from them at the end of fit). Not in the first epochs: the
+    # validation loss can sit on a plateau there before it falls (seen on shapes).
     callbacks = []
     if patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1
+                monitor="val_loss",
+                patience=patience,
+                start_from_epoch=patience_from,
+                restore_best_weights=True,
+                verbose=1,
             )
         )
     model.compile(optimizer_for(data, epochs, batch_size, learning_rate, lr_schedule, weight_decay))
@@ -161,6 +167,13 @@ def main(argv=None) -> None:
         metavar="PATIENCE",
         help="stop when the validation loss has not improved for PATIENCE epochs, keep the best",
     )
+    parser.add_argument(
+        "--early-stopping-from",
+        type=int,
+        default=4,
+        metavar="EPOCH",
+        help="early stopping watches the validation loss from this epoch on",
+    )
     parser.add_argument("--seed", type=int, default=0, help="initialisation and shuffling")
     parser.add_argument("--skip-id-only", action="store_true", help="train the multimodal only")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/)")
@@ -177,6 +190,7 @@ def main(argv=None) -> None:
         temperature=args.temperature,
         user_pooling=args.user_pooling,
         patience=args.early_stopping,
+        patience_from=args.early_stopping_from,
         item_bias=args.item_bias,
         item_bias_l2=args.item_bias_l2,
         lr_schedule=args.lr_schedule,
