@@ -102,8 +102,15 @@ def test_item_bias_is_learned_for_seen_items_only_and_part_of_every_score(data):
     seen[targets] = True
     bias = rec.item_bias.numpy()
     assert not seen.all(), "the tiny data set should have items that are never a target"
-    np.testing.assert_array_equal(bias[~seen], 0.0)  # cold and unchosen items: the average
+    np.testing.assert_array_equal(np.flatnonzero(~seen), rec.unseen_items)
     assert np.all(bias[seen] != 0.0)
+    # Never a target: at the end of fit, the mean bias of its 5 most similar seen items.
+    table = np.asarray(rec.item_embeddings())
+    for item in np.flatnonzero(~seen):
+        similarity = table[seen] @ table[item]
+        nearest = np.argsort(-similarity)[:5]
+        np.testing.assert_allclose(bias[item], bias[seen][nearest].mean(), rtol=1e-5, atol=1e-7)
+    assert np.all(bias[~seen] != 0.0)
     history = [[3, 17, 42], [5]]
     items = rec.item_embeddings()
     users = rec.user_embeddings(np.array([[3, 17, 42] + [-1] * 47, [5] + [-1] * 49]), items)
@@ -111,6 +118,21 @@ def test_item_bias_is_learned_for_seen_items_only_and_part_of_every_score(data):
     np.testing.assert_allclose(rec.score_items(history), expected, rtol=1e-4, atol=1e-4)
     ids, scores = rec.recommend(history, k=5)
     np.testing.assert_allclose(scores, np.take_along_axis(expected, ids, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_impute_unseen_biases_by_hand():
+    from mmrec.models.item_table import impute_unseen_biases
+
+    # Items 0-3 seen with biases 1, 2, 3, 4; items 4 and 5 unseen (bias 0).
+    table = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [1, 0.05], [0.05, 1]], "float32")
+    bias = np.array([1, 2, 3, 4, 0, 0], "float32")
+    out = impute_unseen_biases(bias, table, [4, 5], neighbours=2, chunk=1)  # one row a time
+    np.testing.assert_allclose(out, [1, 2, 3, 4, 1.5, 3.5])
+    np.testing.assert_array_equal(bias, [1, 2, 3, 4, 0, 0])  # the input is left alone
+    # More neighbours than seen items: all of them; 0 neighbours or nothing unseen: as is.
+    np.testing.assert_allclose(impute_unseen_biases(bias, table, [4, 5], 10)[4:], 2.5)
+    np.testing.assert_array_equal(impute_unseen_biases(bias, table, [4, 5], 0), bias)
+    np.testing.assert_array_equal(impute_unseen_biases(bias, table, [], 5), bias)
 
 
 def test_a_training_step_embeds_only_the_batch_items_and_fit_refreshes_the_table(data):

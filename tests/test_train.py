@@ -627,9 +627,10 @@ def test_given_settings_reach_the_model(shapes):
     assert gan.ema_decay == 0.99 and gan.latent_dim == 8  # the tiny preset's
     vae = built("vae", shapes, {**SMALL_VAE, "beta": 0.5})
     assert vae.beta == 0.5
-    rec = built("recommender", shapes, {"preset": "tiny", "item_bias_l2": 0})
+    settings = {"preset": "tiny", "item_bias_l2": 0, "unseen_bias_neighbours": 0}
+    rec = built("recommender", shapes, settings)
     assert float(rec.optimizer.learning_rate) == pytest.approx(3e-3)  # the preset's
-    assert rec.item_bias_l2 == 0.0
+    assert rec.item_bias_l2 == 0.0 and rec.unseen_bias_neighbours == 0
 
 
 def test_the_recommenders_early_stopping_setting_adds_the_callback(shapes, tmp_path):

@@ -65,9 +65,10 @@ class Recommender(ItemKeysMixin, keras.Model):
             ``{"image": {"shape": [32, 32, 3], "dtype": "uint8"}, "text":
             {"shape": [], "dtype": "string"}}`` (raw text needs `tokenizer`).
         item_id_embedding: add a learned per-item embedding to the item tower.
-        item_bias: add a learned per-item bias to the logits (0 for items never
-            seen in training).
+        item_bias: add a learned per-item bias to the logits.
         item_bias_l2: the L2 penalty on the biases, per training batch.
+        unseen_bias_neighbours: at the end of ``fit`` an item never a target gets
+            the mean bias of this many look-alikes (`impute_unseen_biases`; 0: 0).
         user_pooling: `UserEncoder` pooling, "mean" or "transformer".
         temperature: softmax temperature on cosine similarities.
         item_frequencies: how often each item is a training target (for the
@@ -105,6 +106,7 @@ class Recommender(ItemKeysMixin, keras.Model):
         item_id_embedding=False,
         item_bias=False,
         item_bias_l2=1e-4,
+        unseen_bias_neighbours=5,
         user_pooling="mean",
         temperature=0.2,
         item_frequencies=None,
@@ -181,8 +183,7 @@ class Recommender(ItemKeysMixin, keras.Model):
         frequencies = (
             np.ones(num_items) if item_frequencies is None else np.asarray(item_frequencies)
         )
-        # Add-one smoothing: items never seen as targets keep a finite correction.
-        probability = (frequencies + 1.0) / (frequencies + 1.0).sum()
+        probability = (frequencies + 1.0) / (frequencies + 1.0).sum()  # add-one: finite
         self.sampling_probability = self.add_weight(
             shape=(num_items,), initializer="zeros", trainable=False, name="sampling_probability"
         )
@@ -201,6 +202,8 @@ class Recommender(ItemKeysMixin, keras.Model):
         self.num_items = num_items
         self.item_id_embedding = item_id_embedding
         self.item_bias_l2 = float(item_bias_l2)
+        self.unseen_bias_neighbours = int(unseen_bias_neighbours)
+        self.unseen_items = np.flatnonzero(frequencies == 0)  # never a target; not saved
         self.user_pooling = user_pooling
         self.temperature = temperature
         self.max_history = max_history
@@ -252,10 +255,8 @@ class Recommender(ItemKeysMixin, keras.Model):
             if item_ids is None:
                 raise ValueError("Expected item_ids: this model has an item-id embedding.")
             # In float32: under mixed precision the two towers' outputs differ in dtype.
-            embedding = ops.add(
-                ops.cast(embedding, "float32"),
-                ops.cast(self.item_ids(ops.cast(item_ids, "int32")), "float32"),
-            )
+            ids = self.item_ids(ops.cast(item_ids, "int32"))
+            embedding = ops.cast(embedding, "float32") + ops.cast(ids, "float32")
         return ops.normalize(ops.cast(embedding, "float32"), axis=-1)
 
     def blank_content(self, rows):
@@ -421,13 +422,11 @@ class Recommender(ItemKeysMixin, keras.Model):
     def train_step(self, batch):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            # Per global batch already: under tf.distribute, Keras' Loss divides each
-            # replica's mean by the replica count (keras.losses.Loss, "sum_over_batch_size"),
-            # so the replicas' summed gradients are those of the global batch.
+            # Per global batch already: Keras' Loss divides each replica's mean by the
+            # replica count, so the replicas' summed gradients are the global batch's.
             loss = self._loss(batch, training=True)
-            # Under mixed_float16, compile() wraps the optimizer in a LossScaleOptimizer,
-            # whose apply() unscales the gradients: the loss must be scaled to match
-            # (a no-op for other optimizers).
+            # Under mixed_float16 the optimizer is a LossScaleOptimizer, whose apply()
+            # unscales the gradients: the loss is scaled to match (else a no-op).
             scaled = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
@@ -577,6 +576,7 @@ class Recommender(ItemKeysMixin, keras.Model):
             "item_id_embedding": self.item_id_embedding,
             "item_bias": self.item_bias is not None,
             "item_bias_l2": self.item_bias_l2,
+            "unseen_bias_neighbours": self.unseen_bias_neighbours,
             "user_pooling": self.user_pooling,
             "temperature": self.temperature,
             "tokenizer": (

@@ -40,6 +40,7 @@ MODEL_KEYS = (
     "item_id_embedding",
     "item_bias",
     "item_bias_l2",
+    "unseen_bias_neighbours",
     "user_pooling",
     "encoder_config",
     "temperature",
@@ -56,6 +57,7 @@ SETTINGS = {
     "item_id_embedding": bool | None,
     "item_bias": bool | None,
     "item_bias_l2": float | None,
+    "unseen_bias_neighbours": int | None,
     "user_pooling": str | None,
     "temperature": float | None,
     "encoder_config": dict | None,
@@ -89,6 +91,7 @@ BASE = {
     "item_id_embedding": None,
     "item_bias": None,
     "item_bias_l2": None,
+    "unseen_bias_neighbours": None,
     "user_pooling": None,
     "temperature": None,
     "encoder_config": {
