@@ -163,12 +163,15 @@ class PosteriorBaseline:
             self.attributes[name] = _favourite_sets(
                 favourites, classes, weight, np.bincount(self.labels[name], minlength=classes)
             )
-        self.bias = popularity if given else np.zeros(catalogue.num_items)
-        if not given and popularity == "true":
+        if given:
+            self.bias = popularity
+        elif popularity == "true":
             weight = info.affinity["popularity"] / self.temperature
             self.bias = weight * np.log(catalogue.popularity)
-        if not given and popularity == "counts":
+        elif popularity == "counts":
             self.bias = COUNT_WEIGHT * residual_popularity(data, PopularityBaseline(data).scores)
+        else:
+            self.bias = np.zeros(catalogue.num_items)
 
     def favourite_probabilities(self, history: np.ndarray) -> dict[str, np.ndarray]:
         """P(label ∈ favourites | history) per attribute: ``{name: [B, classes]}``."""

@@ -23,7 +23,8 @@ class RefreshItemEmbeddings(keras.callbacks.Callback):
     before fit's validation, every ``every`` training steps if given, and at the end of
     training (`Recommender.fit` adds it, last): the user tower reads the history's items
     from the table, and recommend / evaluation / export rank it. A refresh is skipped when
-    no training step ran since the last one."""
+    no training step ran since the last one. At the end, a content model with item biases
+    also gets its never-seen items' biases from the final table (`impute_unseen_biases`)."""
 
     def __init__(self, every=None):
         super().__init__()
@@ -71,18 +72,20 @@ def impute_unseen_biases(bias, table, unseen, neighbours, chunk=1024):
     it stays 0, while the seen items of the kinds users like have learned positive
     ones, so a cold item ranks below the warm items it resembles. Its look-alikes'
     biases are the content's best guess of its popularity (docs/recommender.md:
-    cold Recall@20 up on every shapes model measured). ``neighbours=0`` keeps the 0.
+    cold Recall@20 up on four of five shapes models, down on none). ``neighbours=0``
+    keeps the 0.
     """
     bias, unseen = np.array(bias, np.float32), np.asarray(unseen, np.int64)
     seen = np.setdiff1d(np.arange(len(bias)), unseen)
     if not neighbours or not len(unseen) or not len(seen):
         return bias
     k = min(int(neighbours), len(seen))
+    seen_rows, seen_bias = table[seen].T, bias[seen]
     guesses = []
     for start in range(0, len(unseen), chunk):  # [chunk, seen] at a time, not [unseen, seen]
-        similarity = table[unseen[start : start + chunk]] @ table[seen].T
+        similarity = table[unseen[start : start + chunk]] @ seen_rows
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-        guesses.append(bias[seen][nearest].mean(axis=1))
+        guesses.append(seen_bias[nearest].mean(axis=1))
     bias[unseen] = np.concatenate(guesses)
     return bias
 

@@ -67,8 +67,8 @@ class Recommender(ItemKeysMixin, keras.Model):
         item_id_embedding: add a learned per-item embedding to the item tower.
         item_bias: add a learned per-item bias to the logits.
         item_bias_l2: the L2 penalty on the biases, per training batch.
-        unseen_bias_neighbours: at the end of ``fit`` an item never a target gets
-            the mean bias of this many look-alikes (`impute_unseen_biases`; 0: 0).
+        unseen_bias_neighbours: content models: at the end of ``fit`` an item never a
+            target gets the mean bias of this many look-alikes (0: it keeps 0).
         user_pooling: `UserEncoder` pooling, "mean" or "transformer".
         temperature: softmax temperature on cosine similarities.
         item_frequencies: how often each item is a training target (for the
